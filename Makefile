@@ -1,0 +1,75 @@
+# Build, test and demo targets. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= 0.1.0
+PRERELEASE ?= dev
+PKG := github.com/esbake/packer-plugin-elasticsearch
+LDFLAGS := -s -w -X $(PKG)/version.Version=$(VERSION) -X $(PKG)/version.Prerelease=$(PRERELEASE)
+BIN := bin
+PLUGIN := $(BIN)/packer-plugin-elasticsearch
+ESNODE_ARCHES := amd64 arm64
+export ESBAKE_CACHE ?= /var/cache/esbake
+
+.PHONY: deps all build esnode plugin esaudit generate check-generate test unit e2e bench demo plugin-check install-plugin vet fmt clean
+
+all: build
+
+## build: esnode for every guest architecture (embedded), the plugin, esaudit
+build: esnode plugin esaudit
+
+esnode:
+	@for arch in $(ESNODE_ARCHES); do \
+	  echo "go build esnode linux/$$arch"; \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o provisioner/esnodebin/esnode-linux-$$arch ./cmd/esnode || exit 1; \
+	done
+	@mkdir -p $(BIN) && cp provisioner/esnodebin/esnode-linux-$$($(GO) env GOARCH) $(BIN)/esnode
+
+plugin: esnode
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(PLUGIN) ./cmd/packer-plugin-elasticsearch
+
+esaudit:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/esaudit ./cmd/esaudit
+
+## generate: packer-sdc HCL2 specs and field docs, then the rendered docs
+generate:
+	$(GO) generate ./...
+	$(GO) tool packer-sdc renderdocs -src docs-src -partials docs-partials -dst docs
+	@gofmt -w $$(git ls-files '*.hcl2spec.go' 2>/dev/null; ls */*.hcl2spec.go 2>/dev/null) >/dev/null 2>&1 || true
+
+## check-generate: fail when generated files are stale
+check-generate: generate
+	@if [ -n "$$(git status --porcelain -- '*.hcl2spec.go' docs-partials docs)" ]; then \
+	  echo "generated files are stale; run 'make generate' and commit:"; git status --porcelain -- '*.hcl2spec.go' docs-partials docs; exit 1; fi
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+## test: everything CI checks
+test: deps check-generate vet plugin plugin-check
+	ESBAKE_PLUGIN_BIN=$(CURDIR)/$(PLUGIN) $(GO) test -race -timeout 30m ./...
+
+plugin-check: plugin
+	$(GO) tool packer-sdc plugin-check $(PLUGIN)
+
+e2e: plugin
+	ESBAKE_PLUGIN_BIN=$(CURDIR)/$(PLUGIN) $(GO) test -race -timeout 30m -run 'E2E' ./...
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## demo: the offline main job (see README)
+demo: plugin
+	./scripts/demo.sh
+
+## install-plugin: install into Packer's plugin dir (needs Packer >= 1.10)
+install-plugin: plugin
+	@command -v packer >/dev/null || { echo "packer is not on PATH; install Packer >= 1.10 first"; exit 1; }
+	packer plugins install --path $(PLUGIN) github.com/esbake/elasticsearch
+
+clean:
+	rm -rf $(BIN) provisioner/esnodebin/esnode-*
+
+## deps: Debian packages and Go tools the tests and demo need
+deps:
+	./scripts/install-deps.sh

@@ -1,0 +1,156 @@
+package provisioner
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+	"github.com/hashicorp/packer-plugin-sdk/template/interpolate"
+)
+
+// esnodeBinaries holds esnode for each guest architecture, built by make.
+//
+//go:embed esnodebin
+var esnodeBinaries embed.FS
+
+// EsnodeBinary returns the embedded esnode for a guest architecture (Debian
+// names: amd64, arm64).
+func EsnodeBinary(arch string) ([]byte, error) {
+	b, err := esnodeBinaries.ReadFile("esnodebin/esnode-linux-" + arch)
+	if err != nil {
+		return nil, fmt.Errorf("this plugin carries no esnode for linux/%s: rebuild it with `make build` (which embeds esnode for amd64 and arm64), or set esnode_path to an esnode built for that architecture", arch)
+	}
+	return b, nil
+}
+
+type bake struct {
+	cfg  *Config
+	ui   packersdk.Ui
+	comm packersdk.Communicator
+}
+
+func (b *bake) run(ctx context.Context) error {
+	arch, err := b.guestArch(ctx)
+	if err != nil {
+		return err
+	}
+	bin, err := b.esnode(arch)
+	if err != nil {
+		return err
+	}
+	specJSON, err := json.MarshalIndent(b.cfg.Node, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode node spec: %w", err)
+	}
+	dir := b.cfg.RemoteDir
+	if err := b.exec(ctx, "mkdir -p -m 0700 "+shellQuote(dir), false); err != nil {
+		return fmt.Errorf("create remote_dir %s on the guest: %w", dir, err)
+	}
+	esnodePath := path.Join(dir, "esnode")
+	specPath := path.Join(dir, "node-spec.json")
+	b.ui.Say(fmt.Sprintf("Uploading esnode (linux/%s, %d bytes) and the node spec to %s", arch, len(bin), dir))
+	if err := b.comm.Upload(esnodePath, bytes.NewReader(bin), nil); err != nil {
+		return fmt.Errorf("upload esnode to %s: %w", esnodePath, err)
+	}
+	if err := b.comm.Upload(specPath, bytes.NewReader(specJSON), nil); err != nil {
+		return fmt.Errorf("upload node spec to %s: %w", specPath, err)
+	}
+	if err := b.exec(ctx, "chmod 0700 "+shellQuote(esnodePath), false); err != nil {
+		return fmt.Errorf("make esnode executable: %w", err)
+	}
+	args := []string{abs(esnodePath), "install", "--spec", abs(specPath)}
+	if *b.cfg.WaitForCloudInit {
+		args = append(args, "--wait-cloud-init", b.cfg.CloudInitTimeout)
+	}
+	if b.cfg.Generalize {
+		args = append(args, "--generalize")
+	}
+	b.ui.Say("Installing the Elasticsearch node with esnode install")
+	if err := b.exec(ctx, strings.Join(args, " "), true); err != nil {
+		return fmt.Errorf("esnode install: %w", err)
+	}
+	if err := b.exec(ctx, "rm -rf "+shellQuote(dir), false); err != nil {
+		b.ui.Error(fmt.Sprintf("Could not remove %s from the guest: %v", dir, err))
+	}
+	return nil
+}
+
+// abs keeps home-relative paths usable under sudo, whose working directory is
+// the user's home on every communicator we support.
+func abs(p string) string {
+	if path.IsAbs(p) {
+		return shellQuote(p)
+	}
+	return "\"$HOME\"/" + shellQuote(p)
+}
+
+func (b *bake) esnode(arch string) ([]byte, error) {
+	if b.cfg.EsnodePath != "" {
+		bin, err := os.ReadFile(b.cfg.EsnodePath)
+		if err != nil {
+			return nil, fmt.Errorf("read esnode_path: %w", err)
+		}
+		return bin, nil
+	}
+	return EsnodeBinary(arch)
+}
+
+func (b *bake) guestArch(ctx context.Context) (string, error) {
+	var out bytes.Buffer
+	cmd := &packersdk.RemoteCmd{Command: "uname -m", Stdout: &out, Stderr: io.Discard}
+	if err := b.comm.Start(ctx, cmd); err != nil {
+		return "", fmt.Errorf("ask the guest for its architecture: %w", err)
+	}
+	if st := cmd.Wait(); st != 0 {
+		return "", fmt.Errorf("uname -m on the guest exited %d", st)
+	}
+	switch m := strings.TrimSpace(out.String()); m {
+	case "x86_64", "amd64":
+		return "amd64", nil
+	case "aarch64", "arm64":
+		return "arm64", nil
+	default:
+		return "", fmt.Errorf("guest architecture %q has no Elasticsearch packages; use an amd64 or arm64 source image", m)
+	}
+}
+
+// exec runs a command on the guest, as root through execute_command when
+// asked, streams its output to the UI, and turns a non-zero exit status or a
+// dropped connection into an error (RunWithUi reports neither).
+func (b *bake) exec(ctx context.Context, command string, root bool) error {
+	if root {
+		rendered, err := interpolate.Render(b.cfg.ExecuteCommand, &interpolate.Context{Data: map[string]string{"Command": command}})
+		if err != nil {
+			return fmt.Errorf("render execute_command: %w", err)
+		}
+		command = rendered
+	}
+	cmd := &packersdk.RemoteCmd{Command: command}
+	start := time.Now()
+	if err := cmd.RunWithUi(ctx, b.comm, b.ui); err != nil {
+		return fmt.Errorf("run %q: %w", command, err)
+	}
+	switch st := cmd.ExitStatus(); st {
+	case 0:
+		return nil
+	case packersdk.CmdDisconnect:
+		return fmt.Errorf("the connection to the guest dropped while running %q (after %s); check the guest's console and retry", command, time.Since(start).Round(time.Second))
+	default:
+		return fmt.Errorf("%q exited with status %d; its output is above", command, st)
+	}
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

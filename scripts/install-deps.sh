@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a fresh Debian/Ubuntu machine:
+# Debian packages (only the missing ones) and Go tools, cached under
+# $ESBAKE_CACHE/bin. Safe to run again; does nothing when all is there.
+set -euo pipefail
+
+cache=${ESBAKE_CACHE:-/var/cache/esbake}
+need_root() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: needs root to install $*; run: sudo $0" >&2
+    exit 1
+  fi
+}
+
+[ "$(uname -s)" = Linux ] || { echo "install-deps: needs Linux (systemd-nspawn, network namespaces)" >&2; exit 1; }
+command -v go >/dev/null || { echo "install-deps: Go is not on PATH; install Go >= 1.26 first" >&2; exit 1; }
+
+# command → Debian package
+declare -A pkgs=(
+  [debootstrap]=debootstrap
+  [systemd-nspawn]=systemd-container
+  [ip]=iproute2
+  [iptables]=iptables
+  [socat]=socat
+  [ssh-keygen]=openssh-client
+  [dpkg-deb]=dpkg
+  [python3]=python3
+  [unzip]=unzip
+  [zip]=zip
+)
+missing=()
+for cmd in "${!pkgs[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkgs[$cmd]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  need_root "${missing[*]}"
+  if ! command -v apt-get >/dev/null; then
+    echo "install-deps: no apt-get; install these packages by hand: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "install-deps: apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+mkdir -p "$cache/bin"
+if [ ! -x "$cache/bin/ec2-metadata-mock" ]; then
+  echo "install-deps: go install amazon-ec2-metadata-mock v1.13.0"
+  GOBIN="$cache/bin" go install github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@v1.13.0
+fi
+if [ ! -x "$cache/bin/opa" ]; then
+  echo "install-deps: go install opa v1.22.2"
+  GOBIN="$cache/bin" go install github.com/open-policy-agent/opa@v1.22.2
+fi
