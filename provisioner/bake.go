@@ -13,7 +13,6 @@ import (
 	"time"
 
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
-	"github.com/hashicorp/packer-plugin-sdk/template/interpolate"
 )
 
 // esnodeBinaries holds esnode for each guest architecture, built by make.
@@ -77,10 +76,84 @@ func (b *bake) run(ctx context.Context) error {
 	if err := b.exec(ctx, strings.Join(args, " "), true); err != nil {
 		return fmt.Errorf("esnode install: %w", err)
 	}
+	if *b.cfg.PolicyGate.Enabled {
+		// The installed esnode, not the upload: it is what the image keeps.
+		if err := b.policyGate(ctx, "/usr/local/bin/esnode"); err != nil {
+			return err
+		}
+	}
 	if err := b.exec(ctx, "rm -rf "+shellQuote(dir), false); err != nil {
 		b.ui.Error(fmt.Sprintf("Could not remove %s from the guest: %v", dir, err))
 	}
+	if b.cfg.RebootCheck {
+		return b.rebootCheck(ctx)
+	}
 	return nil
+}
+
+// rebootCheck reboots the guest, waits for a new boot id, and checks that
+// esnode-boot ran and Elasticsearch's units are enabled: the original
+// script's last step, as a check instead of a hope.
+func (b *bake) rebootCheck(ctx context.Context) error {
+	timeout, _ := time.ParseDuration(b.cfg.RebootTimeout)
+	before, err := b.output(ctx, "cat /proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return fmt.Errorf("reboot check: read boot id: %w", err)
+	}
+	b.ui.Say("Rebooting the guest to check that the node comes back")
+	reboot, err := b.render("systemctl reboot")
+	if err != nil {
+		return err
+	}
+	// The connection drops while this runs; its status says nothing.
+	_ = b.comm.Start(ctx, &packersdk.RemoteCmd{Command: reboot})
+	deadline := time.Now().Add(timeout)
+	for {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("reboot check: the guest did not come back within reboot_timeout (%s)", b.cfg.RebootTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+		now, err := b.output(ctx, "cat /proc/sys/kernel/random/boot_id")
+		if err == nil && now != "" && now != before {
+			break
+		}
+	}
+	check := "systemctl is-enabled elasticsearch.service esnode-boot.service && " +
+		"test \"$(systemctl show -p Result --value esnode-boot.service)\" = success && " +
+		"systemctl is-active esnode-boot.service"
+	for {
+		// esnode-boot may still be running right after SSH comes up.
+		err := b.exec(ctx, check, false)
+		if err == nil {
+			b.ui.Say("Reboot check passed: esnode-boot ran and the units are enabled")
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("reboot check: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// output runs a command and returns its trimmed standard output.
+func (b *bake) output(ctx context.Context, command string) (string, error) {
+	var out bytes.Buffer
+	cmd := &packersdk.RemoteCmd{Command: command, Stdout: &out, Stderr: io.Discard}
+	if err := b.comm.Start(ctx, cmd); err != nil {
+		return "", err
+	}
+	if st := cmd.Wait(); st != 0 {
+		return "", fmt.Errorf("%q exited %d", command, st)
+	}
+	return strings.TrimSpace(out.String()), nil
 }
 
 // abs keeps home-relative paths usable under sudo, whose working directory is
@@ -104,15 +177,11 @@ func (b *bake) esnode(arch string) ([]byte, error) {
 }
 
 func (b *bake) guestArch(ctx context.Context) (string, error) {
-	var out bytes.Buffer
-	cmd := &packersdk.RemoteCmd{Command: "uname -m", Stdout: &out, Stderr: io.Discard}
-	if err := b.comm.Start(ctx, cmd); err != nil {
+	m, err := b.output(ctx, "uname -m")
+	if err != nil {
 		return "", fmt.Errorf("ask the guest for its architecture: %w", err)
 	}
-	if st := cmd.Wait(); st != 0 {
-		return "", fmt.Errorf("uname -m on the guest exited %d", st)
-	}
-	switch m := strings.TrimSpace(out.String()); m {
+	switch m {
 	case "x86_64", "amd64":
 		return "amd64", nil
 	case "aarch64", "arm64":
@@ -127,9 +196,9 @@ func (b *bake) guestArch(ctx context.Context) (string, error) {
 // dropped connection into an error (RunWithUi reports neither).
 func (b *bake) exec(ctx context.Context, command string, root bool) error {
 	if root {
-		rendered, err := interpolate.Render(b.cfg.ExecuteCommand, &interpolate.Context{Data: map[string]string{"Command": command}})
+		rendered, err := b.render(command)
 		if err != nil {
-			return fmt.Errorf("render execute_command: %w", err)
+			return err
 		}
 		command = rendered
 	}

@@ -21,7 +21,7 @@ declare -A pkgs=(
   [systemd-nspawn]=systemd-container
   [ip]=iproute2
   [iptables]=iptables
-  [socat]=socat
+  [nsenter]=util-linux
   [ssh-keygen]=openssh-client
   [dpkg-deb]=dpkg
   [python3]=python3
@@ -51,4 +51,13 @@ fi
 if [ ! -x "$cache/bin/opa" ]; then
   echo "install-deps: go install opa v1.22.2"
   GOBIN="$cache/bin" go install github.com/open-policy-agent/opa@v1.22.2
+fi
+
+# Elasticsearch's bootstrap check needs vm.max_map_count >= 262144. The test
+# cloud's instances are containers sharing this kernel, so it is set here, as
+# it is on any host that runs Elasticsearch in containers.
+if [ "$(cat /proc/sys/vm/max_map_count)" -lt 262144 ]; then
+  need_root "vm.max_map_count=262144"
+  echo "install-deps: sysctl -w vm.max_map_count=262144 (Elasticsearch bootstrap check; instances share this kernel)"
+  sysctl -qw vm.max_map_count=262144
 fi

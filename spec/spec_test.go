@@ -96,7 +96,7 @@ func TestValidateNamesFields(t *testing.T) {
 }
 
 func TestMatchesEverything(t *testing.T) {
-	for s, want := range map[string]bool{"*": true, " * ": true, "/.*/": true, "/^.*$/": true, "/https?:\\/\\/app\\.example\\.com/": false, "https://app.example.com": false, "": false, "/(/": false} {
+	for s, want := range map[string]bool{"*": true, " * ": true, "/.*/": true, "/^.*$/": true, "/https?:\\/\\/app\\.example\\.com/": false, "/https?:\\/\\/.*/": true, "https://app.example.com": false, "": false, "/(/": false} {
 		if got := MatchesEverything(s); got != want {
 			t.Errorf("MatchesEverything(%q) = %v, want %v", s, got, want)
 		}

@@ -180,18 +180,19 @@ func (n *Node) Validate() error {
 }
 
 // MatchesEverything reports whether a CORS allow-origin value admits every
-// origin: `*`, or a /regex/ that matches any string.
+// origin: `*`, or a /regex/ that, matched whole as Elasticsearch matches it,
+// accepts any web origin.
 func MatchesEverything(origin string) bool {
 	o := strings.TrimSpace(origin)
 	if o == "*" {
 		return true
 	}
 	if len(o) >= 2 && strings.HasPrefix(o, "/") && strings.HasSuffix(o, "/") {
-		re, err := regexp.Compile(o[1 : len(o)-1])
+		re, err := regexp.Compile("^(?:" + o[1:len(o)-1] + ")$")
 		if err != nil {
 			return false
 		}
-		for _, probe := range []string{"", "https://attacker.invalid", "null", "http://x"} {
+		for _, probe := range []string{"https://attacker.invalid", "http://x", "https://a.b.example:8443"} {
 			if !re.MatchString(probe) {
 				return false
 			}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -43,10 +44,7 @@ func Binary(t testing.TB) string {
 			return
 		}
 		built = filepath.Join(dir, "packer-plugin-elasticsearch")
-		cmd := exec.Command("go", "build", "-o", built, "github.com/esbake/packer-plugin-elasticsearch/cmd/packer-plugin-elasticsearch")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build plugin: %v\n%s", err, out)
-		}
+		buildErr = buildPlugin(built)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -54,25 +52,61 @@ func Binary(t testing.TB) string {
 	return built
 }
 
+// buildPlugin builds esnode for this machine's architecture into the
+// plugin's embed folder (as make does for every architecture), then the
+// plugin itself.
+func buildPlugin(out string) error {
+	modRoot, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
+	if err != nil {
+		return fmt.Errorf("find the module root: %w", err)
+	}
+	root := strings.TrimSpace(string(modRoot))
+	esnode := filepath.Join(root, "provisioner", "esnodebin", "esnode-linux-"+runtime.GOARCH)
+	steps := [][]string{
+		{"go", "build", "-o", esnode, "./cmd/esnode"},
+		{"go", "build", "-o", out, "./cmd/packer-plugin-elasticsearch"},
+	}
+	for _, s := range steps {
+		cmd := exec.Command(s[0], s[1:]...)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v\n%s", strings.Join(s, " "), err, b)
+		}
+	}
+	return nil
+}
+
 // Start runs `bin start <kind> <name>` as Packer does and returns an RPC
 // client connected to it; the process is killed when the test ends.
 func Start(t testing.TB, bin, kind, name string) *rpc.Client {
 	t.Helper()
+	client, stop, err := StartPlugin(bin, kind, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return client
+}
+
+// StartPlugin starts the plugin as Packer does: magic cookie, `start <kind>
+// <name>`, the handshake line, then the SDK's RPC client. stop kills it.
+func StartPlugin(bin, kind, name string) (client *rpc.Client, stop func(), err error) {
 	cmd := exec.Command(bin, "start", kind, name)
 	cmd.Env = append(os.Environ(), plugin.MagicCookieKey+"="+plugin.MagicCookieValue)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start plugin: %v", err)
+		return nil, nil, fmt.Errorf("start plugin: %w", err)
 	}
-	t.Cleanup(func() {
+	kill := func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-	})
+	}
 	lines := make(chan string, 1)
 	go func() {
 		line, _ := bufio.NewReader(stdout).ReadString('\n')
@@ -82,23 +116,26 @@ func Start(t testing.TB, bin, kind, name string) *rpc.Client {
 	select {
 	case line = <-lines:
 	case <-time.After(30 * time.Second):
-		t.Fatalf("plugin printed no handshake line within 30s; stderr:\n%s", stderr.String())
+		kill()
+		return nil, nil, fmt.Errorf("plugin printed no handshake line within 30s; stderr:\n%s", stderr.String())
 	}
 	// API major | API minor | network | address
 	parts := strings.Split(strings.TrimSpace(line), "|")
 	if len(parts) != 4 {
-		t.Fatalf("handshake line %q is not major|minor|network|address; stderr:\n%s", line, stderr.String())
+		kill()
+		return nil, nil, fmt.Errorf("handshake line %q is not major|minor|network|address; stderr:\n%s", line, stderr.String())
 	}
 	conn, err := net.Dial(parts[2], parts[3])
 	if err != nil {
-		t.Fatalf("dial plugin at %s %s: %v", parts[2], parts[3], err)
+		kill()
+		return nil, nil, fmt.Errorf("dial plugin at %s %s: %w", parts[2], parts[3], err)
 	}
-	client, err := rpc.NewClient(conn)
+	client, err = rpc.NewClient(conn)
 	if err != nil {
-		t.Fatalf("rpc client: %v", err)
+		kill()
+		return nil, nil, fmt.Errorf("rpc client: %w", err)
 	}
-	t.Cleanup(func() { _ = client.Close() })
-	return client
+	return client, func() { _ = client.Close(); kill() }, nil
 }
 
 // Template is a parsed .pkr.hcl file with its variables evaluated.
@@ -107,21 +144,30 @@ type Template struct {
 	Ctx  *hcl.EvalContext
 }
 
-// LoadTemplate parses src (the template text) and evaluates its variable
-// defaults, overridden by vars; a variable with neither is an error, as in
-// Packer.
+// LoadTemplate is ParseTemplate for tests.
 func LoadTemplate(t testing.TB, name string, src []byte, vars map[string]cty.Value) *Template {
 	t.Helper()
+	tp, err := ParseTemplate(name, src, vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tp
+}
+
+// ParseTemplate parses src (the template text) and evaluates its variable
+// defaults, overridden by vars; a variable with neither is an error, as in
+// Packer.
+func ParseTemplate(name string, src []byte, vars map[string]cty.Value) (*Template, error) {
 	f, diags := hclparse.NewParser().ParseHCL(src, name)
 	if diags.HasErrors() {
-		t.Fatalf("parse %s: %s", name, diags.Error())
+		return nil, fmt.Errorf("parse %s: %s", name, diags.Error())
 	}
 	content, diags := f.Body.Content(&hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
 		{Type: "packer"}, {Type: "variable", LabelNames: []string{"name"}},
 		{Type: "source", LabelNames: []string{"type", "name"}}, {Type: "build"},
 	}})
 	if diags.HasErrors() {
-		t.Fatalf("%s: %s", name, diags.Error())
+		return nil, fmt.Errorf("%s: %s", name, diags.Error())
 	}
 	values := map[string]cty.Value{}
 	for _, b := range content.Blocks {
@@ -136,44 +182,60 @@ func LoadTemplate(t testing.TB, name string, src []byte, vars map[string]cty.Val
 		}
 		def, ok := attrs["default"]
 		if !ok {
-			t.Fatalf("variable %q has no default and the test gave no value", vname)
+			return nil, fmt.Errorf("variable %q has no default and no value was given", vname)
 		}
 		v, diags := def.Expr.Value(nil)
 		if diags.HasErrors() {
-			t.Fatalf("variable %q: %s", vname, diags.Error())
+			return nil, fmt.Errorf("variable %q: %s", vname, diags.Error())
 		}
 		values[vname] = v
 	}
-	return &Template{File: f, Ctx: &hcl.EvalContext{Variables: map[string]cty.Value{"var": cty.ObjectVal(values)}}}
+	return &Template{File: f, Ctx: &hcl.EvalContext{Variables: map[string]cty.Value{"var": cty.ObjectVal(values)}}}, nil
 }
 
 // Source is the body of source "<typ>" "<name>".
 func (tp *Template) Source(t testing.TB, typ, name string) hcl.Body {
 	t.Helper()
+	b, err := tp.SourceBody(typ, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// SourceBody is the body of source "<typ>" "<name>".
+func (tp *Template) SourceBody(typ, name string) (hcl.Body, error) {
 	content, _, _ := tp.File.Body.PartialContent(&hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: "source", LabelNames: []string{"type", "name"}}}})
 	for _, b := range content.Blocks {
 		if b.Labels[0] == typ && b.Labels[1] == name {
-			return b.Body
+			return b.Body, nil
 		}
 	}
-	t.Fatalf("no source %q %q", typ, name)
-	return nil
+	return nil, fmt.Errorf("no source %q %q", typ, name)
 }
 
 // Provisioner is the body of the first provisioner "<typ>" of the first build.
 func (tp *Template) Provisioner(t testing.TB, typ string) hcl.Body {
 	t.Helper()
+	b, err := tp.ProvisionerBody(typ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// ProvisionerBody is the body of the first provisioner "<typ>".
+func (tp *Template) ProvisionerBody(typ string) (hcl.Body, error) {
 	content, _, _ := tp.File.Body.PartialContent(&hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: "build"}}})
 	for _, build := range content.Blocks {
 		inner, _, _ := build.Body.PartialContent(&hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: "provisioner", LabelNames: []string{"type"}}}})
 		for _, p := range inner.Blocks {
 			if p.Labels[0] == typ {
-				return p.Body
+				return p.Body, nil
 			}
 		}
 	}
-	t.Fatalf("no provisioner %q", typ)
-	return nil
+	return nil, fmt.Errorf("no provisioner %q", typ)
 }
 
 // PackerVars is the second raw config Packer passes to Prepare.

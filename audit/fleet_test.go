@@ -1,0 +1,274 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/esbake/packer-plugin-elasticsearch/audit/internal/sshtest"
+	"github.com/esbake/packer-plugin-elasticsearch/audit/report"
+	"github.com/esbake/packer-plugin-elasticsearch/audit/target"
+	"github.com/esbake/packer-plugin-elasticsearch/audit/transport"
+	"github.com/esbake/packer-plugin-elasticsearch/facts"
+)
+
+// fakeEngine is a stand-in for the OPA engine: one finding per node whose
+// hostname ends in 7, so the fleet test checks plumbing, not policies.
+type fakeEngine struct{ calls atomic.Int64 }
+
+func (e *fakeEngine) Catalogue() []report.Rule {
+	return []report.Rule{{ID: "TEST-001", Title: "Stand-in rule", Severity: "high", Remediation: "none"}}
+}
+
+func (e *fakeEngine) Evaluate(_ context.Context, in NodeInput) ([]report.Finding, error) {
+	e.calls.Add(1)
+	if strings.HasSuffix(in.Facts.Host.Hostname, "7") {
+		return []report.Finding{{RuleID: "TEST-001", Title: "Stand-in rule", Severity: "high", Message: "hostname ends in 7"}}, nil
+	}
+	return nil, nil
+}
+
+// Node roles in the simulated fleet.
+const (
+	roleOK        = "ok"
+	roleDead      = "dead"
+	roleSlow      = "slow"
+	roleJunk      = "junk"
+	roleHuge      = "huge"
+	roleBadSchema = "bad-schema"
+)
+
+// fleetRole gives 10 % of the nodes a bad role, spread through the fleet.
+func fleetRole(i int) string {
+	if i%10 != 3 {
+		return roleOK
+	}
+	return []string{roleDead, roleSlow, roleJunk, roleHuge, roleBadSchema}[(i/10)%5]
+}
+
+type fleet struct {
+	srv     *sshtest.Server
+	targets []target.Target
+	kh      string
+	roles   map[string]string
+}
+
+// newFleet serves n simulated nodes from one in-process SSH server, one
+// loopback listener (port) per node; dead nodes get a port nothing listens on.
+func newFleet(tb testing.TB, n int) *fleet {
+	tb.Helper()
+	docs := map[string][]byte{}
+	f := &fleet{roles: map[string]string{}}
+	f.srv = sshtest.New(func(s *sshtest.Session) int {
+		switch f.roles[s.Node] {
+		case roleOK:
+			s.Stdout.Write(docs[s.Node])
+			return 0
+		case roleSlow:
+			<-s.Closed
+			return 1
+		case roleJunk:
+			io.WriteString(s.Stdout, "Segmentation fault (core dumped)\n<html>not json</html>")
+			return 0
+		case roleHuge:
+			chunk := bytes.Repeat([]byte(`{"a":`), 16<<10)
+			for {
+				if _, err := s.Stdout.Write(chunk); err != nil {
+					return 1
+				}
+			}
+		case roleBadSchema:
+			io.WriteString(s.Stdout, `{"schema_version":"esbake.facts/v0","host":{"hostname":"old"}}`)
+			return 0
+		}
+		return 2
+	})
+	tb.Cleanup(f.srv.Close)
+	var kh bytes.Buffer
+	var addrs []string
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("node-%04d", i)
+		role := fleetRole(i)
+		f.roles[name] = role
+		doc, err := (&facts.Facts{SchemaVersion: facts.SchemaVersion, Host: facts.Host{Hostname: name}}).JSON()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		docs[name] = doc
+		var addr string
+		if role != roleDead {
+			addr, err = f.srv.Listen(name)
+			if err != nil {
+				tb.Fatal(err)
+			}
+		}
+		addrs = append(addrs, addr)
+	}
+	// Dead nodes get their port only now, so no live listener can take a
+	// port that was just freed.
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("node-%04d", i)
+		addr := addrs[i]
+		if addr == "" {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				tb.Fatal(err)
+			}
+			addr = ln.Addr().String()
+			ln.Close()
+		}
+		host, port, _ := net.SplitHostPort(addr)
+		p, _ := strconv.Atoi(port)
+		f.targets = append(f.targets, target.Target{Name: name, Host: host, Port: p, User: "auditor", Transport: target.SSH})
+		fmt.Fprintln(&kh, knownhosts.Line([]string{knownhosts.Normalize(addr)}, f.srv.HostKey.PublicKey()))
+	}
+	f.kh = filepath.Join(tb.TempDir(), "known_hosts")
+	if err := os.WriteFile(f.kh, kh.Bytes(), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return f
+}
+
+func (f *fleet) options(eng Engine, nodeTimeout time.Duration) Options {
+	return Options{
+		Targets:     f.targets,
+		Engine:      eng,
+		NoProbes:    true,
+		Parallel:    32,
+		NodeTimeout: nodeTimeout,
+		SSH: transport.SSHConfig{
+			KnownHostsFile: f.kh,
+			Signers:        []ssh.Signer{f.srv.ClientKey},
+			MaxOutput:      1 << 20,
+			Sudo:           true,
+		},
+	}
+}
+
+// TestFleet1000 audits 1,000 simulated SSH nodes of which 10 % are dead
+// (connection refused), slow (beyond the node deadline), or hostile (junk,
+// endless output, wrong schema): the run finishes and accounts for every
+// node with the right error kind.
+func TestFleet1000(t *testing.T) {
+	const n = 1000
+	f := newFleet(t, n)
+	eng := &fakeEngine{}
+	var progress atomic.Int64
+	// The deadline must hold for healthy nodes on a loaded 2-core CI machine
+	// under -race; slow nodes wait for it, so it sets the test's length.
+	opts := f.options(eng, 20*time.Second)
+	opts.Progress = func(done, total int) {
+		progress.Store(int64(done))
+		if total != n {
+			t.Errorf("progress total = %d", total)
+		}
+	}
+	opts.Formats = []string{"json", "junit", "sarif"}
+	opts.OutDir = t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	res, err := Run(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.Report
+	s := r.Summary
+	t.Logf("fleet of %d: %d ok, %d node errors, %d violations in %s (parallel %d, node timeout %s)",
+		s.Nodes, s.NodesOK, s.NodeErrors, s.Violations, time.Since(start).Round(time.Millisecond), opts.Parallel, opts.NodeTimeout)
+	if s.Nodes != n || s.NodesOK+s.NodeErrors != n || len(r.Nodes) != n {
+		t.Fatalf("not every node accounted for: %+v", s)
+	}
+	if progress.Load() != n {
+		t.Errorf("progress reached %d, want %d", progress.Load(), n)
+	}
+	wantKind := map[string]string{
+		roleOK: "", roleDead: transport.KindUnreachable, roleSlow: transport.KindTimeout,
+		roleJunk: transport.KindInvalidOutput, roleHuge: transport.KindOutputTooBig, roleBadSchema: transport.KindInvalidOutput,
+	}
+	counts := map[string]int{}
+	seen := map[string]bool{}
+	for _, node := range r.Nodes {
+		seen[node.Name] = true
+		role := f.roles[node.Name]
+		counts[role]++
+		if node.ErrorKind != wantKind[role] {
+			t.Errorf("%s (%s): kind %q (%s), want %q", node.Name, role, node.ErrorKind, node.Error, wantKind[role])
+		}
+		if role == roleOK && node.Status != report.NodeOK {
+			t.Errorf("%s: status %s", node.Name, node.Status)
+		}
+		if role == roleBadSchema && !strings.Contains(node.Error, "esbake.facts/v0") {
+			t.Errorf("%s: wrong-schema error does not name the version: %s", node.Name, node.Error)
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("%d distinct nodes in the report, want %d", len(seen), n)
+	}
+	if counts[roleOK] != 900 || s.NodeErrors != 100 || s.NodesOK != 900 {
+		t.Errorf("roles %v, summary %+v", counts, s)
+	}
+	if got := eng.calls.Load(); got != 900 {
+		t.Errorf("engine evaluated %d nodes, want 900", got)
+	}
+	// Hostnames ending in 7 (all healthy: bad nodes end in 3) get a finding.
+	if s.Violations != 100 {
+		t.Errorf("violations = %d, want 100", s.Violations)
+	}
+	if res.ExitCode != ExitViolations || len(res.Files) != 3 {
+		t.Errorf("exit %d, files %v", res.ExitCode, res.Files)
+	}
+}
+
+// BenchmarkFleet1000 (P2): wall time and peak RSS of auditing 1,000 SSH
+// nodes (10 % dead/slow/hostile) from one process.
+func BenchmarkFleet1000(b *testing.B) {
+	f := newFleet(b, 1000)
+	eng := &fakeEngine{}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		res, err := Run(context.Background(), f.options(eng, 2*time.Second))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res.Report.Summary.Nodes != 1000 {
+			b.Fatalf("nodes = %d", res.Report.Summary.Nodes)
+		}
+	}
+	b.StopTimer()
+	if hwm := vmHWM(); hwm > 0 {
+		b.ReportMetric(float64(hwm)/(1<<20), "peak-RSS-MiB")
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "wall-ms/run")
+}
+
+// vmHWM is the process's peak resident set (VmHWM), in bytes. It covers the
+// whole test process, the in-process SSH server included.
+func vmHWM() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			fs := strings.Fields(rest)
+			if len(fs) >= 1 {
+				kb, _ := strconv.ParseInt(fs[0], 10, 64)
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}

@@ -1,0 +1,277 @@
+// Package probe checks a node from the auditor's side: which of its ports
+// accept a TCP connection, and, when the HTTP port answers, what the
+// Elasticsearch API reports about the node (effective settings, JVM heap)
+// and how many snapshot lifecycle policies the cluster has.
+package probe
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options configure probes.
+type Options struct {
+	// ConnectTimeout bounds each TCP connect. Default 2s.
+	ConnectTimeout time.Duration
+	// HTTPTimeout bounds each API request. Default 5s.
+	HTTPTimeout time.Duration
+	// User and Password authenticate to the API (basic auth) when set.
+	User     string
+	Password string
+	// CAFile verifies the API's TLS certificate; Insecure skips verification.
+	CAFile   string
+	Insecure bool
+	// Scheme is https, http, or auto (https, falling back to http when the
+	// port speaks plain HTTP). Default auto.
+	Scheme string
+	// MaxBody bounds an API answer. Default 8 MiB.
+	MaxBody int64
+}
+
+// Result is what the probes saw.
+type Result struct {
+	ReachablePorts []int
+	// ESAPI is what GET /_nodes/_local/settings,jvm said about the node, or
+	// nil when the API did not answer.
+	ESAPI      *ESAPI
+	ESAPIError string
+	// SnapshotPolicies counts GET /_slm/policy entries; nil when unknown.
+	SnapshotPolicies *int
+}
+
+// ESAPI is the node as its API reports it.
+type ESAPI struct {
+	Version     string
+	ClusterName string
+	NodeName    string
+	// Settings are the effective settings, flattened to dotted keys.
+	Settings      map[string]any
+	HeapInitBytes int64
+	HeapMaxBytes  int64
+}
+
+type nodesInfo struct {
+	ClusterName string `json:"cluster_name"`
+	Nodes       map[string]struct {
+		Name     string         `json:"name"`
+		Version  string         `json:"version"`
+		Settings map[string]any `json:"settings"`
+		JVM      struct {
+			Mem struct {
+				HeapInit int64 `json:"heap_init_in_bytes"`
+				HeapMax  int64 `json:"heap_max_in_bytes"`
+			} `json:"mem"`
+		} `json:"jvm"`
+	} `json:"nodes"`
+}
+
+// Flatten turns nested settings into dotted keys ({"a":{"b":1}} → "a.b").
+func Flatten(m map[string]any) map[string]any {
+	out := map[string]any{}
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		if mm, ok := v.(map[string]any); ok && len(mm) > 0 {
+			for k, vv := range mm {
+				key := k
+				if prefix != "" {
+					key = prefix + "." + k
+				}
+				walk(key, vv)
+			}
+			return
+		}
+		out[prefix] = v
+	}
+	for k, v := range m {
+		walk(k, v)
+	}
+	return out
+}
+
+// Prober runs probes with shared HTTP clients.
+type Prober struct {
+	opts  Options
+	https *http.Client
+	http  *http.Client
+}
+
+// New builds a Prober; errors are configuration errors (unreadable CA file).
+func New(opts Options) (*Prober, error) {
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = 2 * time.Second
+	}
+	if opts.HTTPTimeout <= 0 {
+		opts.HTTPTimeout = 5 * time.Second
+	}
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = 8 << 20
+	}
+	switch opts.Scheme {
+	case "":
+		opts.Scheme = "auto"
+	case "auto", "http", "https":
+	default:
+		return nil, fmt.Errorf("--es-scheme %q: use auto, http or https", opts.Scheme)
+	}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: opts.Insecure} //nolint:gosec // --es-insecure is the user's explicit choice
+	if opts.CAFile != "" {
+		pem, err := os.ReadFile(opts.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read --es-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--es-ca %s holds no PEM certificate", opts.CAFile)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	mk := func(tc *tls.Config) *http.Client {
+		return &http.Client{
+			Timeout: opts.HTTPTimeout,
+			Transport: &http.Transport{
+				Proxy:               nil, // probes go straight to the node
+				DialContext:         (&net.Dialer{Timeout: opts.ConnectTimeout}).DialContext,
+				TLSClientConfig:     tc,
+				TLSHandshakeTimeout: opts.HTTPTimeout,
+				MaxIdleConnsPerHost: 1,
+				IdleConnTimeout:     time.Second,
+			},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	return &Prober{opts: opts, https: mk(tlsCfg), http: mk(nil)}, nil
+}
+
+// Probe connects to each port of host and, when httpPort is reachable,
+// queries the API. It never fails: what it could not learn stays empty.
+func (p *Prober) Probe(ctx context.Context, host string, ports []int, httpPort int) Result {
+	var res Result
+	if host == "" {
+		return res
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, port := range ports {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, p.opts.ConnectTimeout)
+			defer cancel()
+			c, err := (&net.Dialer{}).DialContext(cctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+			if err != nil {
+				return
+			}
+			c.Close()
+			mu.Lock()
+			res.ReachablePorts = append(res.ReachablePorts, port)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	sort.Ints(res.ReachablePorts)
+	if res.ReachablePorts == nil {
+		res.ReachablePorts = []int{}
+	}
+	reachable := false
+	for _, port := range res.ReachablePorts {
+		if port == httpPort {
+			reachable = true
+		}
+	}
+	if !reachable || httpPort == 0 {
+		return res
+	}
+	base := net.JoinHostPort(host, strconv.Itoa(httpPort))
+	var nodes nodesInfo
+	client, scheme, err := p.get(ctx, base, "/_nodes/_local/settings,jvm", &nodes)
+	if err != nil {
+		res.ESAPIError = err.Error()
+		return res
+	}
+	ids := make([]string, 0, len(nodes.Nodes))
+	for id := range nodes.Nodes {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	if len(ids) == 0 {
+		res.ESAPIError = "GET /_nodes/_local/settings,jvm returned no node"
+		return res
+	}
+	n := nodes.Nodes[ids[0]]
+	api := &ESAPI{Version: n.Version, ClusterName: nodes.ClusterName, NodeName: n.Name, Settings: Flatten(n.Settings),
+		HeapInitBytes: n.JVM.Mem.HeapInit, HeapMaxBytes: n.JVM.Mem.HeapMax}
+	if api.ClusterName == "" {
+		if cn, ok := api.Settings["cluster.name"].(string); ok {
+			api.ClusterName = cn
+		}
+	}
+	res.ESAPI = api
+	var slm map[string]any
+	if err := p.getWith(ctx, client, scheme, base, "/_slm/policy", &slm); err == nil {
+		n := len(slm)
+		res.SnapshotPolicies = &n
+	}
+	return res
+}
+
+// get picks the scheme (auto: https first) and decodes the answer.
+func (p *Prober) get(ctx context.Context, base, path string, v any) (*http.Client, string, error) {
+	switch p.opts.Scheme {
+	case "http":
+		return p.http, "http", p.getWith(ctx, p.http, "http", base, path, v)
+	case "https":
+		return p.https, "https", p.getWith(ctx, p.https, "https", base, path, v)
+	}
+	err := p.getWith(ctx, p.https, "https", base, path, v)
+	if err != nil && strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+		return p.http, "http", p.getWith(ctx, p.http, "http", base, path, v)
+	}
+	return p.https, "https", err
+}
+
+func (p *Prober) getWith(ctx context.Context, c *http.Client, scheme, base, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+base+path, nil)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	if p.opts.User != "" {
+		req.SetBasicAuth(p.opts.User, p.opts.Password)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		var cv *tls.CertificateVerificationError
+		if errors.As(err, &cv) {
+			return fmt.Errorf("GET %s: %w: pass --es-ca with the cluster's CA, or --es-insecure", path, err)
+		}
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, p.opts.MaxBody))
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("GET %s: %s: pass --es-user and --es-password-file with monitor privileges", path, resp.Status)
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("GET %s: answer is not JSON: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,123 @@
+package probe
+
+import (
+	"context"
+	"encoding/pem"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// esStandIn is a stand-in for Elasticsearch's HTTP API: the two endpoints
+// the probes read, behind basic auth.
+func esStandIn(t *testing.T) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "monitor" || p != "s3cret" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		switch r.URL.Path {
+		case "/_nodes/_local/settings,jvm":
+			w.Write([]byte(`{"cluster_name":"aardvark-cluster","nodes":{"abc":{"name":"es-1","version":"8.15.3",
+				"settings":{"network":{"host":"0.0.0.0"},"http":{"cors":{"enabled":"true","allow-origin":"*"}},"cluster":{"name":"aardvark-cluster"}},
+				"jvm":{"mem":{"heap_init_in_bytes":4294967296,"heap_max_in_bytes":4294967296}}}}}`))
+		case "/_slm/policy":
+			w.Write([]byte(`{"nightly":{},"weekly":{}}`))
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+func split(t *testing.T, url string) (string, int) {
+	h, p, err := net.SplitHostPort(strings.TrimPrefix(strings.TrimPrefix(url, "https://"), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(p)
+	return h, n
+}
+
+func deadPort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return p
+}
+
+func check(t *testing.T, res Result, port int) {
+	t.Helper()
+	if len(res.ReachablePorts) != 1 || res.ReachablePorts[0] != port {
+		t.Errorf("reachable = %v, want [%d]", res.ReachablePorts, port)
+	}
+	a := res.ESAPI
+	if a == nil {
+		t.Fatalf("no API answer: %s", res.ESAPIError)
+	}
+	if a.ClusterName != "aardvark-cluster" || a.NodeName != "es-1" || a.Version != "8.15.3" || a.HeapMaxBytes != 4<<30 || a.HeapInitBytes != 4<<30 {
+		t.Errorf("ESAPI = %+v", a)
+	}
+	if a.Settings["network.host"] != "0.0.0.0" || a.Settings["http.cors.allow-origin"] != "*" {
+		t.Errorf("settings not flattened: %v", a.Settings)
+	}
+	if res.SnapshotPolicies == nil || *res.SnapshotPolicies != 2 {
+		t.Errorf("snapshot policies = %v", res.SnapshotPolicies)
+	}
+}
+
+func TestProbeHTTPFallback(t *testing.T) {
+	srv := httptest.NewServer(esStandIn(t))
+	defer srv.Close()
+	host, port := split(t, srv.URL)
+	p, err := New(Options{User: "monitor", Password: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// auto tries https first and falls back to plain http.
+	check(t, p.Probe(context.Background(), host, []int{port, deadPort(t)}, port), port)
+
+	bad, _ := New(Options{User: "monitor", Password: "wrong"})
+	res := bad.Probe(context.Background(), host, []int{port}, port)
+	if res.ESAPI != nil || !strings.Contains(res.ESAPIError, "--es-user") {
+		t.Errorf("bad credentials: %+v", res)
+	}
+	// HTTP port closed: no API probe at all.
+	res = p.Probe(context.Background(), host, []int{deadPort(t)}, 9)
+	if res.ESAPI != nil || res.ESAPIError != "" || len(res.ReachablePorts) != 0 {
+		t.Errorf("closed port: %+v", res)
+	}
+}
+
+func TestProbeTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(esStandIn(t))
+	defer srv.Close()
+	host, port := split(t, srv.URL)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644)
+
+	p, err := New(Options{User: "monitor", Password: "s3cret", CAFile: ca, Scheme: "https"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, p.Probe(context.Background(), host, []int{port}, port), port)
+
+	noCA, _ := New(Options{User: "monitor", Password: "s3cret"})
+	res := noCA.Probe(context.Background(), host, []int{port}, port)
+	if res.ESAPI != nil || !strings.Contains(res.ESAPIError, "--es-ca") {
+		t.Errorf("unverified certificate must fail with advice: %+v", res)
+	}
+	insecure, _ := New(Options{User: "monitor", Password: "s3cret", Insecure: true})
+	check(t, insecure.Probe(context.Background(), host, []int{port}, port), port)
+
+	if _, err := New(Options{CAFile: filepath.Join(t.TempDir(), "none.pem")}); err == nil {
+		t.Error("missing CA file must be an error")
+	}
+}

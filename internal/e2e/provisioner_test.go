@@ -1,0 +1,159 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+
+	"github.com/esbake/packer-plugin-elasticsearch/internal/plugintest"
+	"github.com/esbake/packer-plugin-elasticsearch/internal/testcloud"
+	"github.com/esbake/packer-plugin-elasticsearch/node/install/standin"
+	"github.com/esbake/packer-plugin-elasticsearch/spec"
+)
+
+const esVersion = "8.15.3"
+
+// bakeConfig is an elasticsearch-node provisioner block whose artifacts are
+// the stand-ins served from mirror.
+func bakeConfig(arts *standin.Artifacts, mirror string) map[string]interface{} {
+	return map[string]interface{}{
+		"mirror_url":    mirror,
+		"elasticsearch": map[string]interface{}{"version": esVersion, "sha512": arts.Elasticsearch.SHA512},
+		"plugin":        []map[string]interface{}{{"name": "discovery-ec2", "sha512": arts.PluginEC2.SHA512}},
+		"elastichq":     map[string]interface{}{"enabled": true, "sha512": arts.ElasticHQ.SHA512},
+		"cloudwatch_agent": map[string]interface{}{
+			"enabled": true, "sha512": arts.CWAgent.SHA512, "log_group": "/elasticsearch/aardvark-cluster",
+		},
+		"cluster":     map[string]interface{}{"name": "aardvark-cluster"},
+		"policy_gate": map[string]interface{}{"enabled": false},
+	}
+}
+
+// TestE2EProvisionerBakesNodeOnGuest drives elasticsearch-node through the
+// plugin protocol and the SDK's SSH communicator against a CIS-like Debian
+// guest, installing a whole node from stand-in artifacts served over HTTP.
+func TestE2EProvisionerBakesNodeOnGuest(t *testing.T) {
+	testcloud.RequireHost(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+
+	img, err := testcloud.EnsureImage(ctx, testcloud.CISImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cloud := testcloud.New(t)
+	key := NewKey(t)
+	inst, err := cloud.Launch(ctx, testcloud.LaunchSpec{Image: img, AuthorizedKey: key.Authorized,
+		Tags: map[string]string{"es_cluster": "aardvark-cluster"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	arts, err := standin.Build(dir, esVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mirror := ServeDir(t, cloud, dir)
+
+	bin := plugintest.Binary(t)
+	provision := func(t *testing.T) string {
+		t.Helper()
+		prov := plugintest.Start(t, bin, "provisioner", "node").Provisioner()
+		if err := prov.Prepare(bakeConfig(arts, mirror), plugintest.PackerVars("elasticsearch-ami")); err != nil {
+			t.Fatalf("Prepare: %v", err)
+		}
+		var out SafeBuffer
+		ui := &packersdk.BasicUi{Reader: strings.NewReader(""), Writer: &out, ErrorWriter: &out}
+		comm := Communicator(t, inst, "admin", key)
+		if err := prov.Provision(ctx, ui, comm, map[string]interface{}{}); err != nil {
+			t.Fatalf("Provision: %v\noutput:\n%s", err, out.String())
+		}
+		return out.String()
+	}
+	out := provision(t)
+	t.Logf("first bake:\n%s", out)
+
+	sh := func(cmd string) string {
+		t.Helper()
+		s, err := inst.Exec(ctx, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(s)
+	}
+	if v := sh(`dpkg-query -W -f='${Version}' elasticsearch`); v != esVersion {
+		t.Errorf("elasticsearch package version %q, want %s", v, esVersion)
+	}
+	if v := sh(`dpkg-query -W -f='${Status}' amazon-cloudwatch-agent`); v != "install ok installed" {
+		t.Errorf("cloudwatch agent package status %q", v)
+	}
+	if v := sh(`getent passwd elastichq | cut -d: -f7`); v != "/usr/sbin/nologin" {
+		t.Errorf("elastichq user shell %q, want /usr/sbin/nologin", v)
+	}
+	for _, unit := range []string{"elasticsearch.service", "esnode-boot.service", "elastichq.service"} {
+		if v := sh("systemctl is-enabled " + unit + " || true"); v != "enabled" {
+			t.Errorf("%s is %q, want enabled", unit, v)
+		}
+	}
+	if v := sh("systemctl is-active elasticsearch.service || true"); v != "inactive" {
+		t.Errorf("elasticsearch.service is %q after the bake; it must not be started", v)
+	}
+	if v := sh("cat /etc/sysctl.d/*elasticsearch*.conf"); !strings.Contains(v, "vm.max_map_count") || !strings.Contains(v, "262144") {
+		t.Errorf("sysctl drop-in: %q", v)
+	}
+	if v := sh("test -d /usr/share/elasticsearch/plugins/discovery-ec2 && echo yes || echo no"); v != "yes" {
+		t.Errorf("discovery-ec2 plugin not installed")
+	}
+	if v := sh("ls -A /home/admin/.esnode-bake /var/cache/esnode/downloads 2>/dev/null | wc -l"); v != "0" {
+		t.Errorf("bake leftovers remain: %s", sh("ls -la /home/admin/.esnode-bake /var/cache/esnode/downloads 2>&1"))
+	}
+	if v := sh("find / -xdev -path /proc -prune -o -type f -perm -0002 -print 2>/dev/null | grep -E '^/(etc|usr/share/elasticsearch|usr/share/elastichq|usr/local)' || true"); v != "" {
+		t.Errorf("world-writable files after the bake:\n%s", v)
+	}
+
+	m, err := spec.ParseManifest([]byte(sh("cat " + spec.ManifestPath)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Spec.Elasticsearch.Version != esVersion || m.SpecHash != m.Spec.Hash() {
+		t.Errorf("manifest spec %s hash %s (spec says %s)", m.Spec.Elasticsearch.Version, m.SpecHash, m.Spec.Hash())
+	}
+	sums := map[string]string{}
+	for _, a := range m.Artifacts {
+		sums[a.Name] = a.SHA512
+	}
+	for name, want := range map[string]string{"elasticsearch": arts.Elasticsearch.SHA512, "plugin/discovery-ec2": arts.PluginEC2.SHA512, "elastichq": arts.ElasticHQ.SHA512, "cloudwatch-agent": arts.CWAgent.SHA512} {
+		if sums[name] != want {
+			t.Errorf("manifest sum of %s = %q, want %q", name, sums[name], want)
+		}
+	}
+	if len(m.Files) == 0 {
+		t.Fatal("manifest lists no files")
+	}
+	for _, f := range m.Files {
+		got := sh("stat -c '%a %U %G' " + f.Path + " && sha256sum " + f.Path + " | cut -d' ' -f1")
+		lines := strings.Split(got, "\n")
+		mode := strings.TrimLeft(f.Mode, "0")
+		if want := mode + " " + f.Owner + " " + f.Group; lines[0] != want || lines[1] != f.SHA256 {
+			t.Errorf("%s on the guest: %q, manifest says %q sha256 %s", f.Path, got, want, f.SHA256)
+		}
+	}
+	if doc, err := json.MarshalIndent(m.Files, "", " "); err == nil && os.Getenv("ESBAKE_E2E_VERBOSE") != "" {
+		t.Logf("manifest files: %s", doc)
+	}
+
+	manifestBefore := sh("sha256sum " + spec.ManifestPath)
+	out = provision(t)
+	if !strings.Contains(out, "nothing to change") {
+		t.Errorf("second bake did not say it changed nothing:\n%s", out)
+	}
+	if after := sh("sha256sum " + spec.ManifestPath); after != manifestBefore {
+		t.Errorf("second bake rewrote the manifest")
+	}
+}

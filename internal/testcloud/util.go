@@ -1,0 +1,137 @@
+package testcloud
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// CacheDir is where built things live, outside the checkout:
+// $ESBAKE_CACHE, default /var/cache/esbake.
+func CacheDir() string {
+	if d := os.Getenv("ESBAKE_CACHE"); d != "" {
+		return d
+	}
+	return "/var/cache/esbake"
+}
+
+// flockPath takes an exclusive lock on path (created if needed), waiting
+// until ctx is done. Several test binaries may build the same image at once.
+func flockPath(ctx context.Context, path string) (unlock func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create lock dir: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", path, err)
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+		}
+		if err != syscall.EWOULDBLOCK {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("waiting for lock %s: %w", path, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// run runs a command and returns its stdout; the error carries stderr.
+func run(ctx context.Context, name string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	}
+	return out.String(), nil
+}
+
+// Requirements reports what this machine lacks to run instances; empty
+// means Launch can work. Tests use it to skip (or fail in CI).
+func Requirements() []string {
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, errNotRoot.Error())
+	}
+	for _, bin := range []string{"systemd-nspawn", "debootstrap", "ip", "nsenter", "mount", "umount", "cp", "chroot"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing = append(missing, bin+" not in PATH (apt-get install systemd-container debootstrap iproute2 util-linux coreutils)")
+		}
+	}
+	return missing
+}
+
+// unmountUnder lazily unmounts every mount point at or below dir, deepest
+// first (debootstrap leaves proc/sys mounts in a target it did not finish).
+func unmountUnder(dir string) error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return fmt.Errorf("read mountinfo: %w", err)
+	}
+	dir = filepath.Clean(dir)
+	var points []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescapeMount(f[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			points = append(points, mp)
+		}
+	}
+	var firstErr error
+	for i := len(points) - 1; i >= 0; i-- {
+		if err := syscall.Unmount(points[i], syscall.MNT_DETACH); err != nil && err != syscall.EINVAL && err != syscall.ENOENT && firstErr == nil {
+			firstErr = fmt.Errorf("unmount %s: %w", points[i], err)
+		}
+	}
+	return firstErr
+}
+
+func unescapeMount(s string) string {
+	// mountinfo escapes space, tab, newline and backslash as \ooo.
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v int
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &v); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// isMountPoint reports whether dir is a mount point in our namespace.
+func isMountPoint(dir string) bool {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	dir = filepath.Clean(dir)
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 5 && unescapeMount(f[4]) == dir {
+			return true
+		}
+	}
+	return false
+}

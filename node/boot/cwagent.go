@@ -1,0 +1,69 @@
+package boot
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// CloudWatch agent paths, as its package installs them.
+const (
+	CWAgentConfig = "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json"
+	CWAgentCtl    = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
+	ESLogDir      = "/var/log/elasticsearch"
+)
+
+// RenderCWAgentConfig is the agent configuration shipping Elasticsearch's
+// logs: the main log to a stream named by the instance id, the others to
+// streams named <instance id>/<kind>.
+func RenderCWAgentConfig(cluster, instanceID, logGroup string) ([]byte, error) {
+	type file struct {
+		FilePath              string `json:"file_path"`
+		LogGroupName          string `json:"log_group_name"`
+		LogStreamName         string `json:"log_stream_name"`
+		MultiLineStartPattern string `json:"multi_line_start_pattern,omitempty"`
+		RetentionInDays       int    `json:"retention_in_days,omitempty"`
+	}
+	// Plain-text Elasticsearch log records start with "[YYYY-"; stack
+	// traces continue them.
+	const start = `^\[\d{4}-`
+	files := []file{
+		{FilePath: fmt.Sprintf("%s/%s.log", ESLogDir, cluster), LogStreamName: instanceID, MultiLineStartPattern: start},
+		{FilePath: fmt.Sprintf("%s/%s_deprecation.log", ESLogDir, cluster), LogStreamName: instanceID + "/deprecation", MultiLineStartPattern: start},
+		{FilePath: fmt.Sprintf("%s/%s_index_search_slowlog.log", ESLogDir, cluster), LogStreamName: instanceID + "/search-slowlog", MultiLineStartPattern: start},
+		{FilePath: fmt.Sprintf("%s/%s_index_indexing_slowlog.log", ESLogDir, cluster), LogStreamName: instanceID + "/indexing-slowlog", MultiLineStartPattern: start},
+		{FilePath: ESLogDir + "/gc.log", LogStreamName: instanceID + "/gc"},
+	}
+	for i := range files {
+		files[i].LogGroupName = logGroup
+	}
+	doc := map[string]any{
+		// No run_as_user: the agent's default (root) can read
+		// /var/log/elasticsearch (elasticsearch:elasticsearch 2750).
+		"agent": map[string]any{"logfile": "/opt/aws/amazon-cloudwatch-agent/logs/amazon-cloudwatch-agent.log"},
+		"logs": map[string]any{
+			"logs_collected": map[string]any{
+				"files": map[string]any{"collect_list": files},
+			},
+		},
+	}
+	b, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("render CloudWatch agent config: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// cwFetchConfig translates the config into the agent's own files.
+//
+// Not with -s: that makes the ctl script run a blocking `systemctl restart`
+// of the agent, whose unit is ordered after esnode-boot, which would wait
+// for this very boot to end (a deadlock until the unit times out).
+// cwRestart queues the restart without waiting instead.
+func cwFetchConfig() Command {
+	return Command{Name: CWAgentCtl, Args: []string{"-a", "fetch-config", "-m", "ec2", "-c", "file:" + CWAgentConfig}}
+}
+
+// cwRestart (re)starts the agent with the new config, without waiting.
+func cwRestart() Command {
+	return Command{Name: "systemctl", Args: []string{"--no-block", "restart", "amazon-cloudwatch-agent.service"}}
+}

@@ -1,0 +1,332 @@
+package boot
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/esbake/packer-plugin-elasticsearch/spec"
+)
+
+// Firewall file locations and names.
+const (
+	IPTablesRules = "/etc/iptables/rules.v4"
+	NFTablesConf  = "/etc/nftables.conf"
+	NFTablesFile  = "/etc/nftables.d/esnode.nft"
+	Chain         = "ESNODE-INPUT"
+	NFTable       = "esnode"
+)
+
+// Rule opens one TCP port to one IPv4 CIDR.
+type Rule struct {
+	Port int    `json:"port"`
+	CIDR string `json:"cidr"`
+	What string `json:"what"`
+}
+
+// FirewallRules is what a Firewall applies.
+type FirewallRules struct {
+	Backend string // spec.FirewallIPTables or spec.FirewallNFTables
+	Chain   string // the iptables chain (iptables only)
+	// Script is iptables-restore --noflush input that declares and fills
+	// Chain (without touching INPUT), or an nft -f script that replaces
+	// the esnode table.
+	Script string
+	Rules  []Rule
+}
+
+// Firewall applies rules to the running kernel.
+type Firewall interface {
+	Apply(ctx context.Context, r FirewallRules) error
+}
+
+// SystemFirewall applies rules with iptables-restore / nft through a Runner.
+type SystemFirewall struct{ Runner Runner }
+
+// Apply replaces only esnode's chain (or table). For iptables the chain is
+// filled first, then jumped to from INPUT, then INPUT's policy set to DROP,
+// so established sessions (SSH) are never cut in between.
+func (f SystemFirewall) Apply(ctx context.Context, r FirewallRules) error {
+	run := func(c Command) error {
+		if out, err := f.Runner.Run(ctx, c); err != nil {
+			return fmt.Errorf("%s: %w: %s", c, err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	switch r.Backend {
+	case spec.FirewallIPTables:
+		if err := run(Command{Name: "iptables-restore", Args: []string{"--noflush"}, Stdin: []byte(r.Script)}); err != nil {
+			return fmt.Errorf("apply firewall chain %s: %w", r.Chain, err)
+		}
+		if _, err := f.Runner.Run(ctx, Command{Name: "iptables", Args: []string{"-C", "INPUT", "-j", r.Chain}}); err != nil {
+			if err := run(Command{Name: "iptables", Args: []string{"-I", "INPUT", "1", "-j", r.Chain}}); err != nil {
+				return fmt.Errorf("jump to firewall chain %s from INPUT: %w", r.Chain, err)
+			}
+		}
+		if err := run(Command{Name: "iptables", Args: []string{"-P", "INPUT", "DROP"}}); err != nil {
+			return fmt.Errorf("set INPUT policy: %w", err)
+		}
+		return nil
+	case spec.FirewallNFTables:
+		if err := run(Command{Name: "nft", Args: []string{"-f", "-"}, Stdin: []byte(r.Script)}); err != nil {
+			return fmt.Errorf("apply nftables table %s: %w", NFTable, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown firewall backend %q", r.Backend)
+}
+
+// RecordingFirewall records what would be applied; for tests and --root.
+type RecordingFirewall struct{ Applied []FirewallRules }
+
+// Apply records r.
+func (f *RecordingFirewall) Apply(_ context.Context, r FirewallRules) error {
+	f.Applied = append(f.Applied, r)
+	return nil
+}
+
+// ResolveSources turns spec sources (CIDRs, `subnet`, `vpc`) into IPv4
+// CIDRs, deduplicated in order.
+func ResolveSources(srcs []string, subnet string, vpc []string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	add := func(c string) error {
+		ip, n, err := net.ParseCIDR(strings.TrimSpace(c))
+		if err != nil {
+			return fmt.Errorf("firewall source %q is not a CIDR such as 10.0.0.0/16, nor subnet or vpc", c)
+		}
+		if ip.To4() == nil {
+			return fmt.Errorf("firewall source %q is IPv6; esnode boot manages the IPv4 firewall only (Elasticsearch binds the instance's IPv4): use IPv4 CIDRs", c)
+		}
+		s := n.String()
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+		return nil
+	}
+	for _, s := range srcs {
+		var err error
+		switch s {
+		case spec.SourceSubnet:
+			err = add(subnet)
+		case spec.SourceVPC:
+			for _, c := range vpc {
+				if err = add(c); err != nil {
+					break
+				}
+			}
+		default:
+			err = add(s)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// FirewallRuleSet lists the node's open ports and who may reach them.
+func FirewallRuleSet(n *spec.Node, subnet string, vpc []string) ([]Rule, error) {
+	type port struct {
+		port int
+		what string
+		srcs []string
+	}
+	ports := []port{
+		{n.Elasticsearch.HTTPPort, "elasticsearch-http", n.Firewall.HTTPSources},
+		{n.Elasticsearch.TransportPort, "elasticsearch-transport", n.Firewall.TransportSources},
+	}
+	if n.ElasticHQ.Enabled {
+		ports = append(ports, port{n.ElasticHQ.Port, "elastichq", n.Firewall.HQSources})
+	}
+	ports = append(ports, port{22, "ssh", n.Firewall.SSHSources})
+	var rules []Rule
+	for _, p := range ports {
+		cidrs, err := ResolveSources(p.srcs, subnet, vpc)
+		if err != nil {
+			return nil, fmt.Errorf("%s sources: %w", p.what, err)
+		}
+		for _, c := range cidrs {
+			rules = append(rules, Rule{Port: p.port, CIDR: c, What: p.what})
+		}
+	}
+	return rules, nil
+}
+
+// IPTablesChain renders iptables-restore --noflush input that (re)declares
+// the esnode chain (flushing only it) and fills it. It does not touch
+// INPUT; SystemFirewall adds the jump and the policy.
+func IPTablesChain(rules []Rule) string {
+	var b strings.Builder
+	b.WriteString("*filter\n")
+	b.WriteString(":" + Chain + " - [0:0]\n")
+	for _, l := range chainRules(rules) {
+		b.WriteString(l + "\n")
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
+}
+
+// chainRules are the chain's -A lines in iptables-save's canonical form, so
+// a saved ruleset compares equal to what was written.
+func chainRules(rules []Rule) []string {
+	out := []string{
+		"-A " + Chain + " -i lo -j ACCEPT",
+		"-A " + Chain + " -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+	}
+	for _, r := range rules {
+		out = append(out, fmt.Sprintf("-A %s -s %s -p tcp -m tcp --dport %d -j ACCEPT", Chain, r.CIDR, r.Port))
+	}
+	return out
+}
+
+// MergeIPTablesRules edits an iptables-save file (rules.v4) so that it
+// holds esnode's chain, a jump to it as INPUT's first rule and INPUT
+// policy DROP; every other line, table and counter is kept. An empty old
+// file gets a filter table with INPUT and FORWARD DROP, OUTPUT ACCEPT.
+func MergeIPTablesRules(old []byte, rules []Rule) []byte {
+	lines := splitLines(string(old))
+	if n := len(lines); n > 0 && !strings.HasSuffix(lines[n-1], "\n") {
+		lines[n-1] += "\n"
+	}
+	start, end := -1, -1
+	for i, l := range lines {
+		t := strings.TrimSpace(l)
+		if t == "*filter" {
+			start = i
+			continue
+		}
+		if start >= 0 && end < 0 && t == "COMMIT" {
+			end = i
+			break
+		}
+	}
+	if start < 0 || end < 0 {
+		if len(lines) == 0 {
+			lines = []string{"# Generated by esnode boot\n"}
+		}
+		lines = append(lines, "*filter\n", ":INPUT DROP [0:0]\n", ":FORWARD DROP [0:0]\n", ":OUTPUT ACCEPT [0:0]\n", "COMMIT\n")
+		start, end = len(lines)-5, len(lines)-1
+	}
+	jump := "-A INPUT -j " + Chain
+	var body []string
+	hasInput := false
+	for _, l := range lines[start+1 : end] {
+		t := strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(t, ":"+Chain+" "), strings.HasPrefix(t, "-A "+Chain+" "), t == jump:
+			continue
+		case strings.HasPrefix(t, ":INPUT "):
+			f := strings.Fields(t)
+			counters := "[0:0]"
+			if len(f) >= 3 {
+				counters = f[2]
+			}
+			l = ":INPUT DROP " + counters + "\n"
+			hasInput = true
+		}
+		body = append(body, l)
+	}
+	if !hasInput {
+		body = append([]string{":INPUT DROP [0:0]\n"}, body...)
+	}
+	lastDecl, firstRule := -1, -1
+	for i, l := range body {
+		t := strings.TrimSpace(l)
+		if strings.HasPrefix(t, ":") {
+			lastDecl = i
+		}
+		if firstRule < 0 && strings.HasPrefix(t, "-A ") {
+			firstRule = i
+		}
+	}
+	var nb []string
+	nb = append(nb, body[:lastDecl+1]...)
+	nb = append(nb, ":"+Chain+" - [0:0]\n")
+	rest := body[lastDecl+1:]
+	if firstRule > lastDecl {
+		k := firstRule - lastDecl - 1
+		nb = append(nb, rest[:k]...)
+		rest = rest[k:]
+	}
+	nb = append(nb, jump+"\n")
+	nb = append(nb, rest...)
+	for _, r := range chainRules(rules) {
+		nb = append(nb, r+"\n")
+	}
+	out := append([]string{}, lines[:start+1]...)
+	out = append(out, nb...)
+	out = append(out, lines[end:]...)
+	return []byte(strings.Join(out, ""))
+}
+
+// NFTScript renders the esnode table: declaring then deleting it first
+// makes `nft -f` replace it atomically whether or not it exists. Its input
+// hook drops what it does not accept; other tables are untouched.
+func NFTScript(rules []Rule) string {
+	var b strings.Builder
+	b.WriteString("# Managed by esnode boot: rewritten on every boot.\n")
+	b.WriteString("table inet " + NFTable + "\n")
+	b.WriteString("delete table inet " + NFTable + "\n")
+	b.WriteString("table inet " + NFTable + " {\n")
+	b.WriteString("\tchain input {\n")
+	b.WriteString("\t\ttype filter hook input priority 0; policy drop;\n")
+	b.WriteString("\t\tiif \"lo\" accept\n")
+	b.WriteString("\t\tct state established,related accept\n")
+	for _, r := range rules {
+		fmt.Fprintf(&b, "\t\tip saddr %s tcp dport %d accept comment %q\n", r.CIDR, r.Port, r.What)
+	}
+	b.WriteString("\t}\n}\n")
+	return b.String()
+}
+
+const nftInclude = `include "` + NFTablesFile + `"`
+
+// MergeNFTablesConf makes /etc/nftables.conf include esnode's file: one
+// appended line; an absent file gets a minimal one.
+func MergeNFTablesConf(old []byte) []byte {
+	for _, l := range splitLines(string(old)) {
+		if strings.TrimSpace(l) == nftInclude {
+			return old
+		}
+	}
+	if len(old) == 0 {
+		return []byte("#!/usr/sbin/nft -f\n\nflush ruleset\n\n" + nftInclude + "\n")
+	}
+	s := string(old)
+	if !strings.HasSuffix(s, "\n") {
+		s += "\n"
+	}
+	return []byte(s + nftInclude + "\n")
+}
+
+// DetectBackend picks the firewall the image uses when the spec says auto:
+// an existing rules.v4 means iptables; an enabled nftables.service means
+// nftables; otherwise whichever tool is installed, iptables first.
+func DetectBackend(root, configured string) (string, error) {
+	if configured != "" && configured != spec.FirewallAuto {
+		return configured, nil
+	}
+	exists := func(p string) bool { _, err := os.Lstat(filepath.Join(root, p)); return err == nil }
+	if exists(IPTablesRules) {
+		return spec.FirewallIPTables, nil
+	}
+	if m, _ := filepath.Glob(filepath.Join(root, "etc/systemd/system/*.wants/nftables.service")); len(m) > 0 {
+		return spec.FirewallNFTables, nil
+	}
+	for _, d := range []string{"usr/sbin", "sbin", "usr/bin"} {
+		if exists(filepath.Join(d, "iptables-restore")) {
+			return spec.FirewallIPTables, nil
+		}
+	}
+	for _, d := range []string{"usr/sbin", "sbin", "usr/bin"} {
+		if exists(filepath.Join(d, "nft")) {
+			return spec.FirewallNFTables, nil
+		}
+	}
+	return "", fmt.Errorf("no firewall found in the image (neither iptables-restore nor nft); install iptables or nftables at bake, or set firewall.backend")
+}
