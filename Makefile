@@ -34,7 +34,7 @@ esaudit:
 generate:
 	$(GO) generate ./...
 	$(GO) tool packer-sdc renderdocs -src docs-src -partials docs-partials -dst docs
-	@gofmt -w $$(git ls-files '*.hcl2spec.go' 2>/dev/null; ls */*.hcl2spec.go 2>/dev/null) >/dev/null 2>&1 || true
+	$(GO) run ./internal/gendocs docs/policies.md
 
 ## check-generate: fail when generated files are stale
 check-generate: generate

@@ -69,6 +69,10 @@ type PollingConfig struct {
 	// How many polls before giving up. Defaults to 160, i.e. 40 minutes with
 	// the default delay, enough for a large image to become available.
 	MaxAttempts int `mapstructure:"max_attempts" required:"false"`
+
+	// delay, when set, replaces DelaySeconds (tests poll an emulator in
+	// milliseconds).
+	delay time.Duration
 }
 
 // AccessConfig says where and as whom the builder talks to AWS.
@@ -209,11 +213,16 @@ func (p *PollingConfig) prepare() []error {
 }
 
 // Delay is the time between two polls.
-func (p *PollingConfig) Delay() time.Duration { return time.Duration(p.DelaySeconds) * time.Second }
+func (p *PollingConfig) Delay() time.Duration {
+	if p.delay > 0 {
+		return p.delay
+	}
+	return time.Duration(p.DelaySeconds) * time.Second
+}
 
 // MaxWait is the longest a waiter waits.
 func (p *PollingConfig) MaxWait() time.Duration {
-	return time.Duration(p.DelaySeconds*p.MaxAttempts) * time.Second
+	return p.Delay() * time.Duration(p.MaxAttempts)
 }
 
 func validateEndpoint(s string) error {

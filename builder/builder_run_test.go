@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
@@ -24,6 +25,8 @@ func pipelineBuilder(t *testing.T) (*Builder, *fakeDriver) {
 	raw["ami_description"] = "ES node from {{ .SourceAMI }}"
 	raw["policy_gate"] = map[string]interface{}{"enabled": false}
 	raw["polling"] = map[string]interface{}{"delay_seconds": 1, "max_attempts": 3}
+	raw["snapshot_tags"] = map[string]interface{}{"Cluster": "aardvark"}
+	raw["deprecate_at"] = time.Now().Add(365 * 24 * time.Hour).UTC().Format(time.RFC3339)
 	var b Builder
 	if _, _, err := b.Prepare(raw); err != nil {
 		t.Fatal(err)
@@ -101,13 +104,19 @@ func TestBuilderRunFaultInjectionLeavesNothing(t *testing.T) {
 	if _, err := b.run(t.Context(), packersdk.TestUi(t), &packersdk.MockHook{}, d); err != nil {
 		t.Fatal(err)
 	}
-	// The calls a successful build made, per region.
-	type point struct{ region, op string }
+	// Every call a successful build made, per region: the k-th call of
+	// each operation is an injection point.
+	type point struct {
+		region, op string
+		k          int
+	}
 	var points []point
 	for r, f := range d.byRegion {
-		for op := range f.calls {
+		for op, n := range f.calls {
 			if !strings.HasPrefix(op, "Delete") && op != "DeregisterImage" && op != "TerminateInstances" {
-				points = append(points, point{r, op})
+				for k := 1; k <= n; k++ {
+					points = append(points, point{r, op, k})
+				}
 			}
 		}
 	}
@@ -116,15 +125,22 @@ func TestBuilderRunFaultInjectionLeavesNothing(t *testing.T) {
 		t.Fatalf("only %d injection points found: %v", len(points), points)
 	}
 	for _, p := range points {
-		t.Run(p.region+"/"+p.op, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/%s#%d", p.region, p.op, p.k), func(t *testing.T) {
 			b, d := pipelineBuilder(t)
-			d.byRegion[p.region].failOnce[p.op] = []error{apiErr("UnauthorizedOperation")}
+			d.byRegion[p.region].failOnce[p.op] = append(make([]error, p.k-1), apiErr("UnauthorizedOperation"))
 			_, err := b.run(t.Context(), packersdk.TestUi(t), &packersdk.MockHook{}, d)
-			if err == nil {
-				t.Fatal("build succeeded despite the injected failure")
-			}
 			left := leftovers(d, b.config.AMIName)
-			t.Logf("inject %s in %s: left %v", p.op, p.region, left)
+			if err == nil {
+				// Only a call made by a cleanup after success (the wait for
+				// the terminated instance) may fail without failing the
+				// build; then the images stay and nothing else may.
+				if left["images"] != 2 {
+					t.Fatalf("build succeeded but left %d images, want 2", left["images"])
+				}
+				delete(left, "images")
+				left["snapshots"] -= 2
+			}
+			t.Logf("inject %s call #%d in %s: left %v", p.op, p.k, p.region, left)
 			for kind, n := range left {
 				if n != 0 {
 					t.Errorf("%d %s left behind", n, kind)

@@ -3,6 +3,7 @@ package builder
 import (
 	"context"
 	"fmt"
+	"path"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -55,7 +56,8 @@ func apiErr(code string) error {
 	return &smithy.GenericAPIError{Code: code, Message: "injected " + code}
 }
 
-// fail returns the next injected error for op, if any.
+// fail returns the next injected error for op, if any; a nil entry lets
+// that call succeed, so an error can target the k-th call.
 func (f *fakeEC2) fail(op string) error {
 	f.calls[op]++
 	if errs := f.failOnce[op]; len(errs) > 0 {
@@ -97,8 +99,10 @@ func (f *fakeEC2) DescribeImages(_ context.Context, in *ec2.DescribeImagesInput,
 		}
 		match := true
 		for _, flt := range in.Filters {
-			if aws.ToString(flt.Name) == "name" && aws.ToString(img.Name) != flt.Values[0] && flt.Values[0] != "*" {
-				match = false
+			if aws.ToString(flt.Name) == "name" {
+				if ok, _ := path.Match(flt.Values[0], aws.ToString(img.Name)); !ok {
+					match = false
+				}
 			}
 		}
 		if match {
@@ -288,11 +292,12 @@ func (f *fakeEC2) TerminateInstances(_ context.Context, in *ec2.TerminateInstanc
 	return &ec2.TerminateInstancesOutput{}, nil
 }
 
-// live counts instances not terminated.
+// live counts instances not terminated or terminating (EC2 finishes an
+// accepted termination by itself).
 func (f *fakeEC2) live() int {
 	n := 0
 	for _, i := range f.instances {
-		if i.State.Name != ec2types.InstanceStateNameTerminated {
+		if i.State.Name != ec2types.InstanceStateNameTerminated && i.State.Name != ec2types.InstanceStateNameShuttingDown {
 			n++
 		}
 	}

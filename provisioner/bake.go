@@ -3,7 +3,6 @@ package provisioner
 import (
 	"bytes"
 	"context"
-	"embed"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,22 +12,9 @@ import (
 	"time"
 
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+
+	"github.com/esbake/packer-plugin-elasticsearch/provisioner/esnodebin"
 )
-
-// esnodeBinaries holds esnode for each guest architecture, built by make.
-//
-//go:embed esnodebin
-var esnodeBinaries embed.FS
-
-// EsnodeBinary returns the embedded esnode for a guest architecture (Debian
-// names: amd64, arm64).
-func EsnodeBinary(arch string) ([]byte, error) {
-	b, err := esnodeBinaries.ReadFile("esnodebin/esnode-linux-" + arch)
-	if err != nil {
-		return nil, fmt.Errorf("this plugin carries no esnode for linux/%s: rebuild it with `make build` (which embeds esnode for amd64 and arm64), or set esnode_path to an esnode built for that architecture", arch)
-	}
-	return b, nil
-}
 
 type bake struct {
 	cfg  *Config
@@ -173,7 +159,7 @@ func (b *bake) esnode(arch string) ([]byte, error) {
 		}
 		return bin, nil
 	}
-	return EsnodeBinary(arch)
+	return esnodebin.Binary(arch)
 }
 
 func (b *bake) guestArch(ctx context.Context) (string, error) {

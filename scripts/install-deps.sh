@@ -27,6 +27,7 @@ declare -A pkgs=(
   [python3]=python3
   [unzip]=unzip
   [zip]=zip
+  [chromium]=chromium
 )
 missing=()
 for cmd in "${!pkgs[@]}"; do

@@ -16,7 +16,7 @@ import (
 
 	"github.com/esbake/packer-plugin-elasticsearch/audit"
 	"github.com/esbake/packer-plugin-elasticsearch/audit/report"
-	"github.com/esbake/packer-plugin-elasticsearch/provisioner"
+	"github.com/esbake/packer-plugin-elasticsearch/provisioner/esnodebin"
 	"github.com/esbake/packer-plugin-elasticsearch/version"
 )
 
@@ -229,7 +229,7 @@ func esnodeSource(dir string) func(string) ([]byte, error) {
 				return b, nil
 			}
 		}
-		return provisioner.EsnodeBinary(arch)
+		return esnodebin.Binary(arch)
 	}
 }
 

@@ -29,8 +29,7 @@ func bakeConfig(arts *standin.Artifacts, mirror string) map[string]interface{} {
 		"cloudwatch_agent": map[string]interface{}{
 			"enabled": true, "sha512": arts.CWAgent.SHA512, "log_group": "/elasticsearch/aardvark-cluster",
 		},
-		"cluster":     map[string]interface{}{"name": "aardvark-cluster"},
-		"policy_gate": map[string]interface{}{"enabled": false},
+		"cluster": map[string]interface{}{"name": "aardvark-cluster"},
 	}
 }
 
@@ -62,7 +61,7 @@ func TestE2EProvisionerBakesNodeOnGuest(t *testing.T) {
 	mirror := ServeDir(t, cloud, dir)
 
 	bin := plugintest.Binary(t)
-	provision := func(t *testing.T) string {
+	provisionErr := func(t *testing.T) (string, error) {
 		t.Helper()
 		prov := plugintest.Start(t, bin, "provisioner", "node").Provisioner()
 		if err := prov.Prepare(bakeConfig(arts, mirror), plugintest.PackerVars("elasticsearch-ami")); err != nil {
@@ -71,13 +70,22 @@ func TestE2EProvisionerBakesNodeOnGuest(t *testing.T) {
 		var out SafeBuffer
 		ui := &packersdk.BasicUi{Reader: strings.NewReader(""), Writer: &out, ErrorWriter: &out}
 		comm := Communicator(t, inst, "admin", key)
-		if err := prov.Provision(ctx, ui, comm, map[string]interface{}{}); err != nil {
-			t.Fatalf("Provision: %v\noutput:\n%s", err, out.String())
+		err := prov.Provision(ctx, ui, comm, map[string]interface{}{})
+		return out.String(), err
+	}
+	provision := func(t *testing.T) string {
+		t.Helper()
+		out, err := provisionErr(t)
+		if err != nil {
+			t.Fatalf("Provision: %v\noutput:\n%s", err, out)
 		}
-		return out.String()
+		return out
 	}
 	out := provision(t)
 	t.Logf("first bake:\n%s", out)
+	if !strings.Contains(out, "Policy gate passed") {
+		t.Errorf("the bake-time policy gate did not run or did not pass:\n%s", out)
+	}
 
 	sh := func(cmd string) string {
 		t.Helper()
@@ -155,5 +163,12 @@ func TestE2EProvisionerBakesNodeOnGuest(t *testing.T) {
 	}
 	if after := sh("sha256sum " + spec.ManifestPath); after != manifestBefore {
 		t.Errorf("second bake rewrote the manifest")
+	}
+
+	// The seed's chmod 777: the gate must fail the bake.
+	sh("chmod 0777 /etc/elasticsearch")
+	out, err = provisionErr(t)
+	if err == nil || !strings.Contains(err.Error(), "ES-SEC-004") {
+		t.Fatalf("a world-writable /etc/elasticsearch passed the policy gate: err=%v\n%s", err, out)
 	}
 }

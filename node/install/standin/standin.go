@@ -252,6 +252,23 @@ Description: Amazon CloudWatch agent stand-in, not the real package
 		"opt/aws/amazon-cloudwatch-agent/etc":                             {dir: true},
 		"opt/aws/amazon-cloudwatch-agent/logs":                            {dir: true},
 		"opt/aws/amazon-cloudwatch-agent/README.standin":                  {mode: 0o644, body: "Stand-in, not the real Amazon CloudWatch agent.\n"},
+		// The real package ships its unit here (not enabled by postinst);
+		// esnode boot restarts it after fetch-config.
+		"opt/aws/amazon-cloudwatch-agent/bin/start-amazon-cloudwatch-agent": {mode: 0o755, body: "#!/bin/sh\n# Stand-in, not the real agent: stays up and does nothing.\necho \"stand-in amazon-cloudwatch-agent started\"\nexec sleep infinity\n"},
+		"etc/systemd/system/amazon-cloudwatch-agent.service": {mode: 0o644, body: `[Unit]
+Description=Amazon CloudWatch Agent (stand-in, not the real package)
+After=network.target
+
+[Service]
+Type=simple
+ExecStart=/opt/aws/amazon-cloudwatch-agent/bin/start-amazon-cloudwatch-agent
+KillMode=process
+Restart=on-failure
+RestartSec=60s
+
+[Install]
+WantedBy=multi-user.target
+`},
 	}
 }
 

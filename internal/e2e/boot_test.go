@@ -1,0 +1,392 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/esbake/packer-plugin-elasticsearch/facts"
+	"github.com/esbake/packer-plugin-elasticsearch/internal/testcloud"
+	"github.com/esbake/packer-plugin-elasticsearch/node/boot"
+	"github.com/esbake/packer-plugin-elasticsearch/spec"
+)
+
+// bootNode is one guest launched from the baked image and what boot must
+// have made of it.
+type bootNode struct {
+	name        string
+	userdata    string
+	tags        map[string]string
+	vpc         string
+	heapPercent int
+	source      string // boot.json cluster_name_source
+	inst        *testcloud.Instance
+}
+
+// TestE2EBootOnGuest launches two nodes from a baked image (userdata empty
+// with the es_cluster tag, and a key=value userdata) and checks on each
+// guest that esnode-boot ran from its unit before Elasticsearch, rendered
+// the per-boot files from IMDSv2, opened the ports to the metadata's subnet
+// only, and that `esnode facts` reports the stand-in Elasticsearch really
+// listening with the heap the files give. A reboot and a second boot by
+// hand change nothing.
+func TestE2EBootOnGuest(t *testing.T) {
+	testcloud.RequireHost(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+
+	cloud := testcloud.New(t)
+	img := bakeImage(t, cloud)
+	subnet := cloud.Subnet().String()
+	key := NewKey(t)
+
+	nodes := []*bootNode{
+		{name: "tag-only", userdata: "", tags: map[string]string{"es_cluster": clusterTag},
+			vpc: vpcAround(cloud.Subnet()), heapPercent: 50, source: "tag es_cluster"},
+		{name: "keyvalue-userdata", userdata: "cluster_name=" + clusterTag + "\nheap_percent=40\n",
+			tags: map[string]string{"es_cluster": clusterTag}, vpc: vpcAround(cloud.Subnet()),
+			heapPercent: 40, source: "userdata cluster_name"},
+	}
+	for _, n := range nodes {
+		inst, err := cloud.Launch(ctx, testcloud.LaunchSpec{Image: img, AuthorizedKey: key.Authorized,
+			Tags: n.tags, UserData: []byte(n.userdata), SubnetCIDR: subnet, VPCCIDR: n.vpc,
+			BootTimeout: guestBootTimeout})
+		if err != nil {
+			t.Fatalf("launch %s from the baked image: %v", n.name, err)
+		}
+		n.inst = inst
+	}
+
+	for _, n := range nodes {
+		t.Run(n.name, func(t *testing.T) {
+			checkBootedNode(t, ctx, n, subnet)
+		})
+	}
+
+	a := nodes[0]
+	t.Run("reboot-changes-nothing", func(t *testing.T) {
+		before := readBootState(t, ctx, a.inst)
+		sums := fileSums(t, ctx, a.inst, before)
+		if err := a.inst.Reboot(ctx); err != nil {
+			t.Fatal(err)
+		}
+		checkBootedNode(t, ctx, a, subnet)
+		after := readBootState(t, ctx, a.inst)
+		if !after.BootedAt.After(before.BootedAt) {
+			t.Errorf("boot.json booted_at %s after the reboot, %s before: esnode-boot did not run again", after.BootedAt, before.BootedAt)
+		}
+		if got := fileSums(t, ctx, a.inst, after); got != sums {
+			t.Errorf("the reboot changed per-boot files:\nbefore:\n%s\nafter:\n%s", sums, got)
+		}
+	})
+
+	t.Run("second-boot-by-hand", func(t *testing.T) {
+		before := readBootState(t, ctx, a.inst)
+		sums := fileSums(t, ctx, a.inst, before)
+		out, err := a.inst.Exec(ctx, "/usr/local/bin/esnode boot 2>&1")
+		if err != nil {
+			t.Fatalf("esnode boot by hand: %v\n%s", err, out)
+		}
+		if !strings.Contains(out, "esnode boot: nothing to change") {
+			t.Errorf("a second esnode boot did not say it changed nothing:\n%s", out)
+		}
+		if got := fileSums(t, ctx, a.inst, before); got != sums {
+			t.Errorf("a second esnode boot changed files:\nbefore:\n%s\nafter:\n%s", sums, got)
+		}
+	})
+}
+
+// checkBootedNode asserts everything a boot from the baked image must have
+// produced on n's guest.
+func checkBootedNode(t *testing.T, ctx context.Context, n *bootNode, subnet string) {
+	t.Helper()
+	inst := n.inst
+	ip, id := inst.PrivateIP(), inst.ID()
+	sh := func(cmd string) string {
+		t.Helper()
+		out, err := inst.Exec(ctx, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(out)
+	}
+
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	bootSt, esSt := waitUnitsSettled(wctx, inst)
+	cancel()
+	if bootSt != "active" || esSt != "active" {
+		t.Fatalf("esnode-boot.service is %q and elasticsearch.service %q, want both active\nesnode-boot journal:\n%s\nelasticsearch journal:\n%s",
+			bootSt, esSt, sh("journalctl -b -u esnode-boot.service --no-pager | tail -40"),
+			sh("journalctl -b -u elasticsearch.service --no-pager | tail -20"))
+	}
+
+	// esnode-boot ran at this boot, from its unit, and finished before
+	// Elasticsearch was started.
+	show := func(unit, prop string) string {
+		t.Helper()
+		return sh("systemctl show -p " + prop + " --value " + unit)
+	}
+	if r := show("esnode-boot.service", "Result"); r != "success" {
+		t.Errorf("esnode-boot.service Result=%s", r)
+	}
+	mono := func(unit, prop string) uint64 {
+		t.Helper()
+		v, err := strconv.ParseUint(show(unit, prop), 10, 64)
+		if err != nil {
+			t.Fatalf("%s %s: %v", unit, prop, err)
+		}
+		return v
+	}
+	bootStart := mono("esnode-boot.service", "ExecMainStartTimestampMonotonic")
+	bootExit := mono("esnode-boot.service", "ExecMainExitTimestampMonotonic")
+	bootActive := mono("esnode-boot.service", "ActiveEnterTimestampMonotonic")
+	esStart := mono("elasticsearch.service", "ExecMainStartTimestampMonotonic")
+	if bootStart == 0 || bootExit == 0 || esStart == 0 {
+		t.Errorf("esnode-boot ran %d..%d, elasticsearch started at %d (µs since boot): a unit did not run at this boot", bootStart, bootExit, esStart)
+	}
+	if bootExit > esStart || bootActive > esStart {
+		t.Errorf("elasticsearch.service started at %d µs, before esnode-boot finished (exit %d µs, active %d µs)", esStart, bootExit, bootActive)
+	}
+	if j := sh("journalctl -b -u esnode-boot.service -o cat --no-pager"); !strings.Contains(j, "esnode boot: ") {
+		t.Errorf("esnode-boot's journal of this boot has no esnode boot summary:\n%s", j)
+	}
+
+	st := readBootState(t, ctx, inst)
+	if st.InstanceID != id || st.LocalIPv4 != ip || st.SubnetCIDR != subnet || st.VPCCIDR != n.vpc {
+		t.Errorf("boot.json saw instance %s ip %s subnet %s vpc %s; IMDS serves %s %s %s %s",
+			st.InstanceID, st.LocalIPv4, st.SubnetCIDR, st.VPCCIDR, id, ip, subnet, n.vpc)
+	}
+	if st.ClusterName != clusterTag || st.ClusterNameSource != n.source {
+		t.Errorf("cluster %q from %q, want %q from %q", st.ClusterName, st.ClusterNameSource, clusterTag, n.source)
+	}
+
+	// The managed block of elasticsearch.yml, as facts flattens it.
+	fc := guestFacts(t, ctx, inst)
+	yml := fc.Elasticsearch.YML
+	wl, err := boot.ReindexWhitelist(subnet, spec.DefaultHTTPPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{
+		"cluster.name":                 clusterTag,
+		"node.name":                    id,
+		"network.host":                 ip,
+		"discovery.seed_providers":     "ec2",
+		"discovery.ec2.tag.es_cluster": clusterTag,
+		"discovery.ec2.host_type":      "private_ip",
+		"reindex.remote.whitelist":     strings.Join(wl, ","),
+	} {
+		if got := ymlString(yml[k]); got != want {
+			t.Errorf("elasticsearch.yml %s = %q, want %q", k, got, want)
+		}
+	}
+	if _, ok := yml["cluster.initial_master_nodes"]; ok {
+		t.Errorf("elasticsearch.yml sets cluster.initial_master_nodes on an auto-scaled node: %v", yml["cluster.initial_master_nodes"])
+	}
+	if len(fc.Elasticsearch.YMLErrors) > 0 {
+		t.Errorf("elasticsearch.yml errors: %v", fc.Elasticsearch.YMLErrors)
+	}
+	ymlText := sh("cat " + boot.ElasticsearchYML)
+	if strings.Count(ymlText, boot.BeginMarker) != 1 || strings.Count(ymlText, boot.EndMarker) != 1 {
+		t.Errorf("elasticsearch.yml must hold exactly one managed block:\n%s", ymlText)
+	}
+
+	// Heap: percent of the guest's MemTotal, clamped, in jvm.options.d.
+	memKB, err := strconv.ParseUint(sh("awk '/^MemTotal:/ {print $2}' /proc/meminfo"), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantMB := int(memKB/1024) * n.heapPercent / 100
+	wantMB = max(wantMB, spec.DefaultHeapMinMB)
+	wantMB = min(wantMB, spec.DefaultHeapMaxMB)
+	heapFile := sh("cat " + boot.HeapFile)
+	if !strings.Contains(heapFile, fmt.Sprintf("\n-Xms%dm\n-Xmx%dm\n", wantMB, wantMB)) {
+		t.Errorf("%s for %d%% of %d kB, want -Xms%dm -Xmx%dm:\n%s", boot.HeapFile, n.heapPercent, memKB, wantMB, wantMB, heapFile)
+	}
+	wantBytes := int64(wantMB) << 20
+	if h := fc.Elasticsearch.Heap; h.XmsBytes != wantBytes || h.XmxBytes != wantBytes {
+		t.Errorf("facts heap from the files Xms %d Xmx %d, want %d", h.XmsBytes, h.XmxBytes, wantBytes)
+	}
+	if p := fc.Elasticsearch.Process; p == nil {
+		t.Errorf("facts found no running Elasticsearch process")
+	} else {
+		if p.XmsBytes != fc.Elasticsearch.Heap.XmsBytes || p.XmxBytes != fc.Elasticsearch.Heap.XmxBytes {
+			t.Errorf("live process heap Xms %d Xmx %d differs from the files' %d %d", p.XmsBytes, p.XmxBytes, fc.Elasticsearch.Heap.XmsBytes, fc.Elasticsearch.Heap.XmxBytes)
+		}
+		if p.User != "elasticsearch" {
+			t.Errorf("Elasticsearch runs as %q, want elasticsearch", p.User)
+		}
+	}
+
+	// facts reports what is really listening: the stand-in on the
+	// instance's address, as elasticsearch, and the host can reach it.
+	for _, port := range []int{spec.DefaultHTTPPort, spec.DefaultTransportPort} {
+		var found []facts.Listener
+		for _, l := range fc.Listeners {
+			if l.Port == port {
+				found = append(found, l)
+			}
+		}
+		if len(found) != 1 || found[0].Address != ip || found[0].User != "elasticsearch" || found[0].Process == "" || found[0].PID != pidOf(fc.Elasticsearch.Process) {
+			t.Errorf("listeners on %d: %+v; want one on %s by the elasticsearch process (pid %d, user elasticsearch)", port, found, ip, pidOf(fc.Elasticsearch.Process))
+		}
+	}
+	if body, err := httpGet(ctx, "http://"+ip+":9200/"); err != nil {
+		t.Errorf("GET / of the node from the host (in its subnet): %v", err)
+	} else if !strings.Contains(body, clusterTag) {
+		t.Errorf("the node answers GET / without its cluster name %q:\n%s", clusterTag, body)
+	}
+
+	// Firewall: ES and HQ ports from the metadata's subnet only, SSH from
+	// the VPC, everything else dropped.
+	if st.FirewallBackend != spec.FirewallIPTables {
+		t.Fatalf("boot chose the %q firewall backend; the CIS image uses iptables", st.FirewallBackend)
+	}
+	rules := sh("iptables -S")
+	for _, want := range []string{"-P INPUT DROP", "-A INPUT -j " + boot.Chain} {
+		if !hasLine(rules, want) {
+			t.Errorf("iptables -S lacks %q:\n%s", want, rules)
+		}
+	}
+	for port, src := range map[int]string{9200: subnet, 9300: subnet, 5000: subnet, 22: n.vpc} {
+		var got []string
+		for _, l := range strings.Split(rules, "\n") {
+			if strings.HasPrefix(l, "-A "+boot.Chain+" ") && strings.Contains(l, fmt.Sprintf("--dport %d ", port)) {
+				got = append(got, l)
+			}
+		}
+		want := fmt.Sprintf("-A %s -s %s -p tcp -m tcp --dport %d -j ACCEPT", boot.Chain, src, port)
+		if len(got) != 1 || got[0] != want {
+			t.Errorf("port %d in %s: %q, want only %q", port, boot.Chain, got, want)
+		}
+	}
+	if saved := sh("cat " + boot.IPTablesRules); !hasLine(saved, ":INPUT DROP [0:0]") && !strings.Contains(saved, ":INPUT DROP") {
+		t.Errorf("%s does not persist INPUT DROP:\n%s", boot.IPTablesRules, saved)
+	}
+
+	// CloudWatch agent: streams named by instance id.
+	if cw := sh("cat /opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json"); !strings.Contains(cw, `"log_stream_name": "`+id+`"`) && !strings.Contains(cw, `"log_stream_name":"`+id+`"`) {
+		t.Errorf("CloudWatch agent config does not name the stream by instance id %s:\n%s", id, cw)
+	}
+}
+
+func pidOf(p *facts.Process) int {
+	if p == nil {
+		return 0
+	}
+	return p.PID
+}
+
+func hasLine(text, line string) bool {
+	for _, l := range strings.Split(text, "\n") {
+		if strings.TrimSpace(l) == line {
+			return true
+		}
+	}
+	return false
+}
+
+// ymlString renders a flattened YAML value for comparison: lists joined by
+// commas, scalars as printed.
+func ymlString(v any) string {
+	if l, ok := v.([]any); ok {
+		s := make([]string, len(l))
+		for i, e := range l {
+			s[i] = fmt.Sprint(e)
+		}
+		return strings.Join(s, ",")
+	}
+	if v == nil {
+		return ""
+	}
+	return fmt.Sprint(v)
+}
+
+func readBootState(t *testing.T, ctx context.Context, inst *testcloud.Instance) *boot.State {
+	t.Helper()
+	out, err := inst.Exec(ctx, "cat "+boot.StatePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st boot.State
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("%s: %v\n%s", boot.StatePath, err, out)
+	}
+	return &st
+}
+
+// fileSums lists the sha256 of every file boot.json says boot rendered, as
+// the guest has them now.
+func fileSums(t *testing.T, ctx context.Context, inst *testcloud.Instance, st *boot.State) string {
+	t.Helper()
+	if len(st.Files) == 0 {
+		t.Fatal("boot.json lists no rendered files")
+	}
+	var paths []string
+	for _, f := range st.Files {
+		paths = append(paths, f.Path)
+	}
+	sort.Strings(paths)
+	out, err := inst.Exec(ctx, "sha256sum "+strings.Join(paths, " "))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// guestFacts runs `esnode facts` on the guest, retrying until the
+// Elasticsearch process and its two listeners are there (the stand-in
+// takes a moment to bind after its unit is active).
+func guestFacts(t *testing.T, ctx context.Context, inst *testcloud.Instance) *facts.Facts {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		out, err := inst.Exec(ctx, "/usr/local/bin/esnode facts")
+		if err != nil {
+			t.Fatalf("esnode facts on the guest: %v", err)
+		}
+		var f facts.Facts
+		if err := json.Unmarshal([]byte(out), &f); err != nil {
+			t.Fatalf("esnode facts output is not a facts document: %v\n%s", err, out)
+		}
+		n := 0
+		for _, l := range f.Listeners {
+			if l.Port == spec.DefaultHTTPPort || l.Port == spec.DefaultTransportPort {
+				n++
+			}
+		}
+		if (f.Elasticsearch.Process != nil && n >= 2) || time.Now().After(deadline) {
+			return &f
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func httpGet(ctx context.Context, url string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return string(b), fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return string(b), nil
+}
