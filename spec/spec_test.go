@@ -53,7 +53,10 @@ func TestValidateNamesFields(t *testing.T) {
 		{"mirror no sum", func(n *Node) { n.MirrorURL = "https://mirror.example.com" }, "elasticsearch.sha512"},
 		{"custom url no sum", func(n *Node) { n.Elasticsearch.URL = "https://mirror.example.com/es.deb" }, "elasticsearch.sha512"},
 		{"bad sum", func(n *Node) { n.Elasticsearch.SHA512 = "abc" }, "elasticsearch.sha512"},
-		{"ftp url", func(n *Node) { n.Elasticsearch.URL = "ftp://x/es.deb"; n.Elasticsearch.SHA512 = strings.Repeat("a", 128) }, "elasticsearch.url"},
+		{"ftp url", func(n *Node) {
+			n.Elasticsearch.URL = "ftp://x/es.deb"
+			n.Elasticsearch.SHA512 = strings.Repeat("a", 128)
+		}, "elasticsearch.url"},
 		{"same ports", func(n *Node) { n.Elasticsearch.TransportPort = 9200 }, "elasticsearch.transport_port"},
 		{"unofficial plugin", func(n *Node) { n.Plugins = []Plugin{{Name: "my-plugin"}} }, "plugin[0].url"},
 		{"dup plugin", func(n *Node) { n.Plugins = []Plugin{{Name: "discovery-ec2"}, {Name: "discovery-ec2"}} }, "plugin[1].name"},
