@@ -10,7 +10,7 @@ PLUGIN := $(BIN)/packer-plugin-elasticsearch
 ESNODE_ARCHES := amd64 arm64
 export ESBAKE_CACHE ?= /var/cache/esbake
 
-.PHONY: deps all build esnode plugin esaudit generate check-generate test unit e2e bench demo plugin-check install-plugin vet fmt clean
+.PHONY: deps all build esnode plugin esaudit generate check-generate opa-check test unit e2e bench demo plugin-check install-plugin vet fmt clean
 
 all: build
 
@@ -46,8 +46,13 @@ vet:
 	$(GO) vet ./...
 
 ## test: everything CI checks
-test: deps check-generate vet plugin plugin-check
+test: deps check-generate vet plugin plugin-check opa-check
 	ESBAKE_PLUGIN_BIN=$(CURDIR)/$(PLUGIN) $(GO) test -race -timeout 30m ./...
+
+## opa-check: the real opa binary on the policies (installed by deps)
+opa-check:
+	$(ESBAKE_CACHE)/bin/opa check --strict policies/
+	$(ESBAKE_CACHE)/bin/opa test policies/
 
 plugin-check: plugin
 	$(GO) tool packer-sdc plugin-check $(PLUGIN)

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
@@ -44,6 +45,8 @@ type Builder struct {
 	config Config
 	runner multistep.Runner
 	gate   PolicyGate
+	// stepsHook lets tests splice steps in (interrupts at each step).
+	stepsHook func([]multistep.Step) []multistep.Step
 }
 
 var _ packersdk.Builder = new(Builder)
@@ -120,20 +123,25 @@ func (b *Builder) run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook,
 	state.Put(stateUI, ui)
 	state.Put("hook", hook)
 
-	b.runner = commonsteps.NewRunner(b.steps(), c.PackerConfig, ui)
+	steps := b.steps()
+	if b.stepsHook != nil {
+		steps = b.stepsHook(steps)
+	}
+	b.runner = commonsteps.NewRunner(steps, c.PackerConfig, ui)
 	b.runner.Run(ctx, state)
 
 	var cleanupErrs []error
 	if v, ok := state.GetOk("cleanup_errors"); ok {
 		cleanupErrs = v.([]error)
 	}
+	_, complete := state.GetOk(stateBuildComplete)
 	if v, ok := state.GetOk(stateError); ok {
 		return nil, errors.Join(append([]error{v.(error)}, cleanupErrs...)...)
 	}
-	if _, ok := state.GetOk(multistep.StateCancelled); ok {
+	if _, ok := state.GetOk(multistep.StateCancelled); ok && !complete {
 		return nil, errors.Join(append([]error{errors.New("build was cancelled; its resources were cleaned up")}, cleanupErrs...)...)
 	}
-	if _, ok := state.GetOk(multistep.StateHalted); ok {
+	if _, ok := state.GetOk(multistep.StateHalted); ok && !complete {
 		return nil, errors.Join(append([]error{errors.New("build was halted; its resources were cleaned up")}, cleanupErrs...)...)
 	}
 	amis := recordedAMIs(state)
@@ -165,7 +173,7 @@ func (b *Builder) steps() []multistep.Step {
 		&stepRenderTemplates{Region: c.Region, Ctx: c.ctx, Config: c},
 		&stepNetwork{Region: c.Region, RC: &c.RunConfig},
 		&stepKeyPair{Region: c.Region, Comm: &c.Comm, Tags: c.RunTags},
-		&stepSecurityGroup{Region: c.Region, RunConfig: &c.RunConfig, SSHPort: c.Comm.SSHPort, Tags: c.RunTags},
+		&stepSecurityGroup{Region: c.Region, RunConfig: &c.RunConfig, SSHPort: c.Comm.SSHPort, Tags: c.RunTags, RetryDelay: min(c.Polling.Delay(), 5*time.Second)},
 		&stepRunInstance{Region: c.Region, RC: &c.RunConfig, Mappings: c.LaunchMappings, Comm: &c.Comm, Polling: c.Polling},
 		&communicator.StepConnect{
 			Config:    &c.Comm,
@@ -185,6 +193,7 @@ func (b *Builder) steps() []multistep.Step {
 		&stepCopyImage{Region: c.Region, Regions: c.AMIRegions, Name: c.AMIName, RegionKeys: c.AMIRegionKMSKeyIDs, Polling: c.Polling},
 		&stepModifyImage{BuildRegion: c.Region, IMDSSupport: c.IMDSSupport, Users: c.AMIUsers, OrgArns: c.AMIOrgArns, OuArns: c.AMIOuArns, DeprecateAt: c.DeprecateAt()},
 		&stepPublishSSM{Name: c.SSMParameterName},
+		stepComplete{},
 	)
 }
 

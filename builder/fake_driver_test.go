@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	"github.com/aws/smithy-go"
 	"github.com/hashicorp/packer-plugin-sdk/multistep"
 )
@@ -415,7 +416,37 @@ type fakeSSM struct {
 	params map[string]*ssm.PutParameterInput
 }
 
+func (s *fakeSSM) GetParameter(_ context.Context, in *ssm.GetParameterInput, _ ...func(*ssm.Options)) (*ssm.GetParameterOutput, error) {
+	p, ok := s.params[aws.ToString(in.Name)]
+	if !ok {
+		return nil, &ssmtypes.ParameterNotFound{Message: aws.String("stand-in: not found")}
+	}
+	return &ssm.GetParameterOutput{Parameter: &ssmtypes.Parameter{Name: p.Name, Value: p.Value}}, nil
+}
+
+func (s *fakeSSM) DeleteParameter(_ context.Context, in *ssm.DeleteParameterInput, _ ...func(*ssm.Options)) (*ssm.DeleteParameterOutput, error) {
+	delete(s.params, aws.ToString(in.Name))
+	return &ssm.DeleteParameterOutput{}, nil
+}
+
 func (s *fakeSSM) PutParameter(_ context.Context, in *ssm.PutParameterInput, _ ...func(*ssm.Options)) (*ssm.PutParameterOutput, error) {
 	s.params[aws.ToString(in.Name)] = in
 	return &ssm.PutParameterOutput{}, nil
+}
+
+func (f *fakeEC2) DescribeSecurityGroups(_ context.Context, in *ec2.DescribeSecurityGroupsInput, _ ...func(*ec2.Options)) (*ec2.DescribeSecurityGroupsOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.fail("DescribeSecurityGroups"); err != nil {
+		return nil, err
+	}
+	out := &ec2.DescribeSecurityGroupsOutput{}
+	for id, g := range f.groups {
+		for _, fl := range in.Filters {
+			if aws.ToString(fl.Name) == "group-name" && aws.ToString(g.GroupName) == fl.Values[0] {
+				out.SecurityGroups = append(out.SecurityGroups, ec2types.SecurityGroup{GroupId: aws.String(id)})
+			}
+		}
+	}
+	return out, nil
 }

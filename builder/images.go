@@ -32,7 +32,7 @@ func recordedAMIs(state multistep.StateBag) map[string]string {
 
 // imageSnapshots lists the EBS snapshots behind an image.
 func imageSnapshots(ctx context.Context, ec EC2API, id string) ([]string, error) {
-	out, err := ec.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{id}})
+	out, err := ec.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{id}}, RetryNotFound)
 	if err != nil {
 		return nil, fmt.Errorf("describe image %s: %w", id, err)
 	}
@@ -58,7 +58,7 @@ func deleteImage(ctx context.Context, ec EC2API, id string, withSnapshots bool) 
 			return err
 		}
 	}
-	if _, err := ec.DeregisterImage(ctx, &ec2.DeregisterImageInput{ImageId: aws.String(id)}); err != nil &&
+	if _, err := ec.DeregisterImage(ctx, &ec2.DeregisterImageInput{ImageId: aws.String(id)}, RetryNotFound); err != nil &&
 		errorCode(err) != "InvalidAMIID.NotFound" && errorCode(err) != "InvalidAMIID.Unavailable" {
 		return fmt.Errorf("deregister image %s: %w", id, err)
 	}
@@ -76,6 +76,8 @@ func waitImageAvailable(ctx context.Context, ec EC2API, id string, p PollingConf
 	w := ec2.NewImageAvailableWaiter(ec, func(o *ec2.ImageAvailableWaiterOptions) {
 		o.MinDelay = p.Delay()
 		o.MaxDelay = p.Delay()
+		// A new image may not be visible yet (eventual consistency).
+		o.ClientOptions = append(o.ClientOptions, RetryNotFound)
 	})
 	out, err := w.WaitForOutput(ctx, &ec2.DescribeImagesInput{ImageIds: []string{id}}, p.MaxWait())
 	if err != nil {
@@ -87,8 +89,30 @@ func waitImageAvailable(ctx context.Context, ec EC2API, id string, p PollingConf
 // buildFailed reports whether the run ended in error, halt or cancel: the
 // images it made must then go.
 func buildFailed(state multistep.StateBag) bool {
+	if _, done := state.GetOk(stateBuildComplete); done {
+		return false
+	}
 	_, failed := state.GetOk(stateError)
 	_, cancelled := state.GetOk(multistep.StateCancelled)
 	_, halted := state.GetOk(multistep.StateHalted)
 	return failed || cancelled || halted
+}
+
+// recoverImageByName records an image named name owned by us in region
+// when a create/copy call failed: its answer may have been lost after the
+// image was made.
+func recoverImageByName(ec EC2API, region, name string, state multistep.StateBag) {
+	ctx, cancel := cleanupContext()
+	defer cancel()
+	out, err := ec.DescribeImages(ctx, &ec2.DescribeImagesInput{
+		Owners:  []string{"self"},
+		Filters: []ec2types.Filter{{Name: aws.String("name"), Values: []string{name}}},
+	})
+	if err != nil {
+		reportCleanupError(state, fmt.Errorf("check whether the failed image call in %s made image %q anyway: %w; look for it and deregister it", region, name, err))
+		return
+	}
+	for _, img := range out.Images {
+		recordAMI(state, region, aws.ToString(img.ImageId))
+	}
 }

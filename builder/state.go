@@ -97,3 +97,18 @@ func filtersFrom(m map[string]string) []ec2types.Filter {
 func wrapf(err error, format string, args ...interface{}) error {
 	return fmt.Errorf(format+": %w", append(args, err)...)
 }
+
+// asErr is errors.As for a target pointer.
+func asErr[T error](err error, target *T) bool { return errors.As(err, target) }
+
+// forget clears a saved resource id once its resource is gone. It writes
+// "" rather than calling state.Remove: BasicStateBag.Remove takes no lock
+// (SDK v0.6.4) and races with the runner's cancellation goroutine.
+func forget(state multistep.StateBag, key string) { state.Put(key, "") }
+
+// stateString is the string under key, "" when unset.
+func stateString(state multistep.StateBag, key string) string {
+	raw, _ := state.GetOk(key)
+	v, _ := raw.(string)
+	return v
+}

@@ -51,6 +51,7 @@ func (s *stepCopyImage) Run(ctx context.Context, state multistep.StateBag) multi
 		say(state, fmt.Sprintf("Copying image %s to %s...", srcID, r))
 		out, err := d.EC2(r).CopyImage(ctx, in)
 		if err != nil {
+			recoverImageByName(d.EC2(r), r, s.Name, state)
 			return halt(state, wrapf(err, "copy image %s to %s (ec2:CopyImage)", srcID, r))
 		}
 		recordAMI(state, r, aws.ToString(out.ImageId))

@@ -65,6 +65,7 @@ func (s *stepCreateImage) Run(ctx context.Context, state multistep.StateBag) mul
 	say(state, "Creating image "+s.Name+"...")
 	out, err := ec.CreateImage(ctx, in)
 	if err != nil {
+		recoverImageByName(ec, s.Region, s.Name, state)
 		return halt(state, wrapf(err, "create the image (ec2:CreateImage)"))
 	}
 	id := aws.ToString(out.ImageId)

@@ -57,11 +57,10 @@ func (s *stepKeyPair) Run(ctx context.Context, state multistep.StateBag) multist
 }
 
 func (s *stepKeyPair) Cleanup(state multistep.StateBag) {
-	v, ok := state.GetOk(stateKeyPairName)
-	if !ok {
+	name := stateString(state, stateKeyPairName)
+	if name == "" {
 		return
 	}
-	name := v.(string)
 	d := state.Get(stateDriver).(Driver)
 	ctx, cancel := cleanupContext()
 	defer cancel()
@@ -71,5 +70,5 @@ func (s *stepKeyPair) Cleanup(state multistep.StateBag) {
 		reportCleanupError(state, fmt.Errorf("delete temporary key pair %s: %w; delete it by hand (aws ec2 delete-key-pair --key-name %s)", name, err, name))
 		return
 	}
-	state.Remove(stateKeyPairName)
+	forget(state, stateKeyPairName)
 }

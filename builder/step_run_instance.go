@@ -94,8 +94,8 @@ func (s *stepRunInstance) Run(ctx context.Context, state multistep.StateBag) mul
 		}
 	}
 	groups := rc.SecurityGroupIDs
-	if v, ok := state.GetOk(stateSecurityGroup); ok {
-		groups = []string{v.(string)}
+	if id := stateString(state, stateSecurityGroup); id != "" {
+		groups = []string{id}
 	}
 	subnet, _ := state.GetOk(stateSubnetID)
 	if rc.AssociatePublicIpAddress.ToBoolPointer() != nil {
@@ -120,6 +120,9 @@ func (s *stepRunInstance) Run(ctx context.Context, state multistep.StateBag) mul
 	say(state, fmt.Sprintf("Launching a %s build instance from %s (self-terminates after %s)...", rc.InstanceType, aws.ToString(src.ImageId), rc.SelfTerminateDuration()))
 	out, err := ec.RunInstances(ctx, in)
 	if err != nil {
+		// The launch may have happened with its answer lost: find it by
+		// client token so the cleanup can terminate it.
+		recoverByClientToken(ec, s.clientToken, state)
 		return halt(state, wrapf(err, "launch the build instance (ec2:RunInstances)"))
 	}
 	if len(out.Instances) != 1 {
@@ -146,16 +149,17 @@ func (s *stepRunInstance) Run(ctx context.Context, state multistep.StateBag) mul
 }
 
 func (s *stepRunInstance) Cleanup(state multistep.StateBag) {
-	v, ok := state.GetOk(stateInstanceID)
-	if !ok {
+	id := stateString(state, stateInstanceID)
+	if id == "" {
 		return
 	}
-	id := v.(string)
 	ec := state.Get(stateDriver).(Driver).EC2(s.Region)
 	ctx, cancel := cleanupContext()
 	defer cancel()
 	say(state, "Terminating build instance "+id+"...")
-	_, err := ec.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{id}})
+	// We know the instance exists: a NotFound right after launch is EC2's
+	// eventual consistency, so it is retried before being believed.
+	_, err := ec.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{id}}, RetryNotFound)
 	if err != nil && errorCode(err) != "InvalidInstanceID.NotFound" {
 		reportCleanupError(state, fmt.Errorf("terminate build instance %s: %w; terminate it by hand (aws ec2 terminate-instances --instance-ids %s)", id, err, id))
 		return
@@ -169,7 +173,7 @@ func (s *stepRunInstance) Cleanup(state multistep.StateBag) {
 		reportCleanupError(state, fmt.Errorf("wait for build instance %s to terminate: %w", id, err))
 		return
 	}
-	state.Remove(stateInstanceID)
+	forget(state, stateInstanceID)
 }
 
 // launchMappings is the user's mappings plus, when they do not override
@@ -215,4 +219,24 @@ func (b BlockDevice) mapping() ec2types.BlockDeviceMapping {
 		ebs.SnapshotId = aws.String(b.SnapshotID)
 	}
 	return ec2types.BlockDeviceMapping{DeviceName: aws.String(b.DeviceName), Ebs: ebs}
+}
+
+// recoverByClientToken records an instance launched with token, if any.
+func recoverByClientToken(ec EC2API, token string, state multistep.StateBag) {
+	ctx, cancel := cleanupContext()
+	defer cancel()
+	out, err := ec.DescribeInstances(ctx, &ec2.DescribeInstancesInput{
+		Filters: []ec2types.Filter{{Name: aws.String("client-token"), Values: []string{token}}},
+	})
+	if err != nil {
+		reportCleanupError(state, fmt.Errorf("check whether the failed RunInstances started an instance anyway (client token %s): %w; look for an instance with that client token and terminate it", token, err))
+		return
+	}
+	for _, r := range out.Reservations {
+		for _, i := range r.Instances {
+			if i.State != nil && i.State.Name != ec2types.InstanceStateNameTerminated {
+				state.Put(stateInstanceID, aws.ToString(i.InstanceId))
+			}
+		}
+	}
 }

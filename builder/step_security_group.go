@@ -48,6 +48,12 @@ func (s *stepSecurityGroup) Run(ctx context.Context, state multistep.StateBag) m
 	ec := d.EC2(s.Region)
 	out, err := ec.CreateSecurityGroup(ctx, in)
 	if err != nil {
+		// The group may exist with its answer lost: find it by its unique name.
+		if found, ferr := ec.DescribeSecurityGroups(context.WithoutCancel(ctx), &ec2.DescribeSecurityGroupsInput{
+			Filters: []ec2types.Filter{{Name: aws.String("group-name"), Values: []string{name}}},
+		}); ferr == nil && len(found.SecurityGroups) > 0 {
+			state.Put(stateSecurityGroup, aws.ToString(found.SecurityGroups[0].GroupId))
+		}
 		return halt(state, wrapf(err, "create temporary security group (ec2:CreateSecurityGroup)"))
 	}
 	id := aws.ToString(out.GroupId)
@@ -76,11 +82,10 @@ func (s *stepSecurityGroup) Run(ctx context.Context, state multistep.StateBag) m
 }
 
 func (s *stepSecurityGroup) Cleanup(state multistep.StateBag) {
-	v, ok := state.GetOk(stateSecurityGroup)
-	if !ok {
+	id := stateString(state, stateSecurityGroup)
+	if id == "" {
 		return
 	}
-	id := v.(string)
 	d := state.Get(stateDriver).(Driver)
 	ctx, cancel := cleanupContext()
 	defer cancel()
@@ -94,15 +99,15 @@ func (s *stepSecurityGroup) Cleanup(state multistep.StateBag) {
 	say(state, "Deleting temporary security group "+id+"...")
 	var err error
 	for i := 0; i < times; i++ {
-		_, err = d.EC2(s.Region).DeleteSecurityGroup(ctx, &ec2.DeleteSecurityGroupInput{GroupId: aws.String(id)})
+		_, err = d.EC2(s.Region).DeleteSecurityGroup(ctx, &ec2.DeleteSecurityGroupInput{GroupId: aws.String(id)}, RetryNotFound)
 		switch errorCode(err) {
 		case "":
 			if err == nil {
-				state.Remove(stateSecurityGroup)
+				forget(state, stateSecurityGroup)
 				return
 			}
 		case "InvalidGroup.NotFound":
-			state.Remove(stateSecurityGroup)
+			forget(state, stateSecurityGroup)
 			return
 		case "DependencyViolation":
 			// The terminating instance still holds an interface in the group.

@@ -144,7 +144,7 @@ func TestStepRunInstanceLaunchesHardened(t *testing.T) {
 	if f.live() != 0 {
 		t.Errorf("%d instances still alive after cleanup", f.live())
 	}
-	if _, ok := s.GetOk(stateInstanceID); ok {
+	if stateString(s, stateInstanceID) != "" {
 		t.Error("instance id kept after a successful terminate")
 	}
 }

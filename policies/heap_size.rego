@@ -105,8 +105,8 @@ deny contains finding if {
 	file_bytes != live_bytes
 	finding := {
 		"id": rego.metadata.rule().custom.id,
-		"msg": sprintf("the running JVM has -%s%s but the options files say %s", [
-			kind, lib.human_bytes(live_bytes), lib.human_bytes(file_bytes),
+		"msg": sprintf("the running JVM has -%s %s but the options files say %s", [
+			upper_kind(kind), lib.human_bytes(live_bytes), lib.human_bytes(file_bytes),
 		]),
 		"resource": sprintf("process:%d", [object.get(p, "pid", 0)]),
 		"kind": kind,

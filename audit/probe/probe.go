@@ -236,10 +236,19 @@ func (p *Prober) get(ctx context.Context, base, path string, v any) (*http.Clien
 		return p.https, "https", p.getWith(ctx, p.https, "https", base, path, v)
 	}
 	err := p.getWith(ctx, p.https, "https", base, path, v)
-	if err != nil && strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+	if err != nil && plainHTTP(err) {
 		return p.http, "http", p.getWith(ctx, p.http, "http", base, path, v)
 	}
 	return p.https, "https", err
+}
+
+// plainHTTP says the port answered the TLS handshake with something that
+// is not TLS. Go names it "server gave HTTP response" only when the answer
+// starts with "HTTP/"; servers that answer a garbled request line with a
+// bare HTTP/0.9-style body (Python's http.server) give a RecordHeaderError.
+func plainHTTP(err error) bool {
+	var rh tls.RecordHeaderError
+	return errors.As(err, &rh) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
 }
 
 func (p *Prober) getWith(ctx context.Context, c *http.Client, scheme, base, path string, v any) error {

@@ -93,3 +93,6 @@ func ServeDir(t testing.TB, cloud *testcloud.Cloud, dir string) string {
 	})
 	return "http://" + ln.Addr().String()
 }
+
+// esVersion is the Elasticsearch release the guest tests bake (as stand-ins).
+const esVersion = "8.15.3"

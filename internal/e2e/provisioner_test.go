@@ -16,7 +16,6 @@ import (
 	"github.com/esbake/packer-plugin-elasticsearch/spec"
 )
 
-const esVersion = "8.15.3"
 
 // bakeConfig is an elasticsearch-node provisioner block whose artifacts are
 // the stand-ins served from mirror.

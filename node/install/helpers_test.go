@@ -186,6 +186,9 @@ func (f *fakeSystem) installDeb(file string) {
 	if d.Package == "elasticsearch" {
 		f.write("/usr/lib/systemd/system/elasticsearch.service", "[Unit]\nDescription=stand-in\n[Service]\nUser=elasticsearch\n[Install]\nWantedBy=multi-user.target\n", 0o644)
 	}
+	if d.Package == "amazon-cloudwatch-agent" {
+		f.write("/etc/systemd/system/amazon-cloudwatch-agent.service", "[Unit]\nDescription=stand-in\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n", 0o644)
+	}
 }
 
 func (f *fakeSystem) respond(c Command) ([]byte, error) {

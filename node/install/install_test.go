@@ -97,7 +97,7 @@ func TestInstall8xFullNode(t *testing.T) {
 		}
 		return nil
 	})
-	for _, u := range []string{BootUnit, ESUnit, HQUnit} {
+	for _, u := range []string{BootUnit, ESUnit, HQUnit, CWAgentUnit} {
 		if _, err := os.Lstat(filepath.Join(fx.root, "/etc/systemd/system/multi-user.target.wants", u)); err != nil {
 			t.Errorf("%s not enabled: %v", u, err)
 		}

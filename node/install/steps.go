@@ -296,6 +296,12 @@ func (in *installer) units() []string {
 	if in.node.ElasticHQ.Enabled {
 		u = append(u, HQUnit)
 	}
+	// The agent's package ships its unit disabled; esnode boot restarts the
+	// agent only when its config changed, so without enabling it the agent
+	// would not run after a reboot.
+	if in.node.CloudWatchAgent.Enabled {
+		u = append(u, CWAgentUnit)
+	}
 	return u
 }
 
