@@ -33,6 +33,8 @@ esaudit:
 ## generate: packer-sdc HCL2 specs and field docs, then the rendered docs
 generate:
 	$(GO) generate ./...
+	@# renderdocs does not truncate files it rewrites: start from nothing.
+	rm -rf $(addprefix docs/,$(notdir $(wildcard docs-src/*)))
 	$(GO) tool packer-sdc renderdocs -src docs-src -partials docs-partials -dst docs
 	$(GO) run ./internal/gendocs docs/policies.md
 

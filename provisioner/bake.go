@@ -63,8 +63,7 @@ func (b *bake) run(ctx context.Context) error {
 		return fmt.Errorf("esnode install: %w", err)
 	}
 	if *b.cfg.PolicyGate.Enabled {
-		// The installed esnode, not the upload: it is what the image keeps.
-		if err := b.policyGate(ctx, "/usr/local/bin/esnode"); err != nil {
+		if err := b.policyGate(ctx); err != nil {
 			return err
 		}
 	}

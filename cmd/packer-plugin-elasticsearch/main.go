@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/packer-plugin-sdk/plugin"
 
+	"github.com/esbake/packer-plugin-elasticsearch/audit/gate"
 	"github.com/esbake/packer-plugin-elasticsearch/builder"
 	"github.com/esbake/packer-plugin-elasticsearch/provisioner"
 	"github.com/esbake/packer-plugin-elasticsearch/version"
@@ -15,7 +16,9 @@ import (
 
 func main() {
 	pps := plugin.NewSet()
-	pps.RegisterBuilder("ami", new(builder.Builder))
+	b := new(builder.Builder)
+	b.SetPolicyGate(gate.Builder{})
+	pps.RegisterBuilder("ami", b)
 	pps.RegisterProvisioner("node", new(provisioner.Provisioner))
 	pps.SetVersion(version.PluginVersion)
 	if err := pps.Run(); err != nil {

@@ -1,0 +1,75 @@
+// Package gate is the bake-time policy gate shared by the elasticsearch-node
+// provisioner and the elasticsearch-ami builder: collect the freshly baked
+// guest's facts with the esnode it now carries, and evaluate the bake-stage
+// policies on them in the plugin process, before any image exists.
+package gate
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+
+	"github.com/esbake/packer-plugin-elasticsearch/audit/eval"
+	"github.com/esbake/packer-plugin-elasticsearch/builder"
+	"github.com/esbake/packer-plugin-elasticsearch/facts"
+)
+
+// EsnodePath is where esnode install puts esnode on the image.
+const EsnodePath = "/usr/local/bin/esnode"
+
+// Check runs command (an `esnode facts` invocation, as root) on the guest
+// and returns the bake-stage findings of the policies in policiesDir (the
+// embedded ones when empty).
+func Check(ctx context.Context, comm packersdk.Communicator, command, policiesDir string) ([]eval.Finding, error) {
+	engine, err := eval.New(ctx, eval.Options{Dir: policiesDir, Stage: "bake"})
+	if err != nil {
+		return nil, fmt.Errorf("load policies: %w", err)
+	}
+	var out, errOut bytes.Buffer
+	cmd := &packersdk.RemoteCmd{Command: command, Stdout: &out, Stderr: &errOut}
+	if err := comm.Start(ctx, cmd); err != nil {
+		return nil, fmt.Errorf("run %q on the guest: %w", command, err)
+	}
+	if st := cmd.Wait(); st != 0 {
+		return nil, fmt.Errorf("%q exited %d on the guest: %s", command, st, strings.TrimSpace(tail(&errOut)))
+	}
+	f, err := facts.Parse(out.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("the guest's facts: %w", err)
+	}
+	findings, err := engine.Evaluate(ctx, eval.Input{Facts: f, Policy: eval.DefaultPolicyOptions()})
+	if err != nil {
+		return nil, fmt.Errorf("evaluate the bake policies: %w", err)
+	}
+	return findings, nil
+}
+
+func tail(r io.Reader) string {
+	b, _ := io.ReadAll(r)
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(b)
+}
+
+// Builder is the elasticsearch-ami builder's PolicyGate.
+type Builder struct{}
+
+var _ builder.PolicyGate = Builder{}
+
+// Evaluate runs esnode facts with sudo on the builder's instance.
+func (Builder) Evaluate(ctx context.Context, comm packersdk.Communicator, cfg builder.PolicyGateConfig) ([]builder.Finding, error) {
+	findings, err := Check(ctx, comm, "sudo -n "+EsnodePath+" facts", cfg.PoliciesDir)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]builder.Finding, 0, len(findings))
+	for _, f := range findings {
+		out = append(out, builder.Finding{Rule: f.RuleID + " " + f.Title, Severity: f.Severity, Message: f.Message})
+	}
+	return out, nil
+}
