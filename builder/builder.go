@@ -183,8 +183,8 @@ func (b *Builder) steps() []multistep.Step {
 		&commonsteps.StepProvision{},
 		&stepPolicyGate{Config: c.PolicyGate, Gate: b.gate},
 	}
-	if c.Comm.Type != "none" { // "none" only in tests: nothing to generalize over
-		steps = append(steps, &stepGeneralize{})
+	if c.Comm.Type != "none" { // "none" only in tests: no manifest to read, nothing to generalize
+		steps = append(steps, &stepManifestTags{}, &stepGeneralize{})
 	}
 	return append(steps,
 		&stepStopInstance{Region: c.Region, Polling: c.Polling},

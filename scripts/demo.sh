@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# make demo: the offline main job. Needs Linux; installs what it needs first.
+# make demo: the offline main job on the local test cloud (see README).
+# Needs Linux and root; installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(uname -s)" = Linux ] || { echo "demo: needs Linux" >&2; exit 1; }
+if [ "$(uname -s)" != Linux ] || [ "$(id -u)" != 0 ]; then
+  echo "demo: needs Linux and root (systemd-nspawn guests, network namespaces): run sudo make demo" >&2
+  exit 1
+fi
 ./scripts/install-deps.sh
 if command -v packer >/dev/null 2>&1 && packer version 2>/dev/null | grep -qE 'Packer v1\.(1[0-9]|[2-9][0-9])'; then
   echo "==> Packer $(packer version | head -1) found: packer validate through the installed plugin"
   make install-plugin
   packer validate -var elastichq_sha512="$(printf '0%.0s' {1..128})" -var cloudwatch_agent_sha512="$(printf '0%.0s' {1..128})" example.pkr.hcl
-  exit 0
+  echo "    the bake below still drives the plugin over its protocol directly (its endpoints point at the local cloud)"
+else
+  echo "==> no Packer >= 1.10 on PATH: driving the plugin binary over Packer's plugin protocol directly"
 fi
-go run ./internal/demo -plugin bin/packer-plugin-elasticsearch -template example.pkr.hcl
+exec go run ./internal/demo -plugin bin/packer-plugin-elasticsearch -template example.pkr.hcl -reports reports

@@ -1,13 +1,20 @@
-// Command demo is `make demo`: the offline main job. For now it validates
-// example.pkr.hcl through the built plugin, over the same plugin protocol
-// Packer uses (magic cookie, handshake, the SDK's RPC client), and says so.
+// Command demo is `make demo`: the offline main job on the local test cloud.
+// It validates example.pkr.hcl through the built plugin (the plugin protocol
+// Packer uses), starts the local cloud (EC2/SSM API emulator, nspawn guests),
+// bakes the example's image through the plugin against stand-in artifacts,
+// launches three nodes from it, shows esnode boot configuring each, drifts one
+// and audits all three with esaudit over SSH. Ctrl-C cleans up everything.
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -19,42 +26,78 @@ import (
 
 func main() {
 	plugin := flag.String("plugin", "bin/packer-plugin-elasticsearch", "the built plugin binary")
-	template := flag.String("template", "example.pkr.hcl", "the template to validate")
+	template := flag.String("template", "example.pkr.hcl", "the template to bake")
+	reports := flag.String("reports", "reports", "where esaudit writes its reports")
+	validateOnly := flag.Bool("validate-only", false, "only validate the template (no local cloud)")
 	flag.Parse()
-	if err := run(*plugin, *template); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	err := run(ctx, *plugin, *template, *reports, *validateOnly)
+	if ctx.Err() != nil {
+		fmt.Fprintf(os.Stderr, "demo: interrupted after %s; everything it started was cleaned up\n", time.Since(start).Round(time.Second))
+		os.Exit(130)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
+	fmt.Printf("demo: done in %s\n", time.Since(start).Round(time.Second))
 }
+
+// timings collects each step's duration for the closing summary.
+var timings []string
 
 func step(name string, fn func() error) error {
 	start := time.Now()
 	fmt.Printf("==> %s\n", name)
 	err := fn()
-	fmt.Printf("    %s (%s)\n", map[bool]string{true: "ok", false: "FAILED"}[err == nil], time.Since(start).Round(time.Millisecond))
+	d := time.Since(start).Round(time.Millisecond)
+	status := map[bool]string{true: "ok", false: "FAILED"}[err == nil]
+	fmt.Printf("    %s (%s)\n", status, d)
+	timings = append(timings, fmt.Sprintf("%-10s %6s  %s", d.Round(100*time.Millisecond), status, name))
 	return err
 }
 
-func run(bin, file string) error {
+func run(ctx context.Context, bin, file, reports string, validateOnly bool) error {
 	src, err := os.ReadFile(file)
 	if err != nil {
 		return err
 	}
+	if err := validate(bin, file, src); err != nil {
+		return err
+	}
+	if validateOnly {
+		return nil
+	}
+	d := &demo{bin: bin, file: file, src: src, reports: reports}
+	err = d.pipeline(ctx)
+	cerr := d.cleanup()
+	fmt.Println("==> step durations")
+	for _, t := range timings {
+		fmt.Println("    " + t)
+	}
+	return errors.Join(err, cerr)
+}
+
+// validate is step 1: ConfigSpec + Prepare of both components of the
+// unmodified example, with placeholder checksums.
+func validate(bin, file string, src []byte) error {
 	// A real build reads these from checksums.pkrvars.hcl; Prepare checks
-	// only their form, so the demo passes placeholders and says so.
+	// only their form, so validation passes placeholders and says so.
 	vars := map[string]cty.Value{
 		"elastichq_sha512":        cty.StringVal(strings.Repeat("0", 128)),
 		"cloudwatch_agent_sha512": cty.StringVal(strings.Repeat("0", 128)),
 	}
-	fmt.Println("No Packer >= 1.10 can be installed offline here, so this drives the plugin binary")
-	fmt.Println("directly over Packer's plugin protocol: the same handshake, RPC and HCL2 decoding.")
-	fmt.Println("The two checksum variables get placeholder values (a real build takes them from -var-file).")
+	fmt.Println("This drives the plugin binary directly over Packer's plugin protocol: the same")
+	fmt.Println("handshake, RPC and HCL2 decoding Packer uses.")
+	fmt.Println("Validation gives the two checksum variables placeholder values (a real build takes them from -var-file).")
 	tmpl, err := plugintest.ParseTemplate(file, src, vars)
 	if err != nil {
 		return err
 	}
 	check := func(kind, name string, body func() (hcl.Body, error)) error {
-		return step(fmt.Sprintf("%s %q: ConfigSpec + Prepare through %s", kind, name, bin), func() error {
+		return step(fmt.Sprintf("validate: %s %q ConfigSpec + Prepare through %s", kind, name, bin), func() error {
 			client, stop, err := plugintest.StartPlugin(bin, kind, name)
 			if err != nil {
 				return err
@@ -91,6 +134,5 @@ func run(bin, file string) error {
 		return err
 	}
 	fmt.Printf("%s is valid for elasticsearch-ami and elasticsearch-node.\n", file)
-	fmt.Println("Not yet in this demo: the bake, the three-node cluster and the audit on the local test cloud.")
 	return nil
 }

@@ -178,8 +178,20 @@ func chainRules(rules []Rule) []string {
 		"-A " + Chain + " -i lo -j ACCEPT",
 		"-A " + Chain + " -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
 	}
+	var ports []int
+	seen := map[int]bool{}
 	for _, r := range rules {
 		out = append(out, fmt.Sprintf("-A %s -s %s -p tcp -m tcp --dport %d -j ACCEPT", Chain, r.CIDR, r.Port))
+		if !seen[r.Port] {
+			seen[r.Port] = true
+			ports = append(ports, r.Port)
+		}
+	}
+	// The managed ports are closed to everyone else here, so that an accept
+	// the base image keeps after the jump (SSH from anywhere, say) cannot
+	// widen what the spec allows.
+	for _, p := range ports {
+		out = append(out, fmt.Sprintf("-A %s -p tcp -m tcp --dport %d -j DROP", Chain, p))
 	}
 	return out
 }

@@ -54,6 +54,9 @@ func TestIPTablesChain(t *testing.T) {
 -A ESNODE-INPUT -s 10.0.1.0/24 -p tcp -m tcp --dport 9200 -j ACCEPT
 -A ESNODE-INPUT -s 10.0.1.0/24 -p tcp -m tcp --dport 9300 -j ACCEPT
 -A ESNODE-INPUT -s 10.0.0.0/16 -p tcp -m tcp --dport 22 -j ACCEPT
+-A ESNODE-INPUT -p tcp -m tcp --dport 9200 -j DROP
+-A ESNODE-INPUT -p tcp -m tcp --dport 9300 -j DROP
+-A ESNODE-INPUT -p tcp -m tcp --dport 22 -j DROP
 COMMIT
 `
 	if got := IPTablesChain(testRules); got != want {
@@ -99,6 +102,9 @@ COMMIT
 -A ESNODE-INPUT -s 10.0.1.0/24 -p tcp -m tcp --dport 9200 -j ACCEPT
 -A ESNODE-INPUT -s 10.0.1.0/24 -p tcp -m tcp --dport 9300 -j ACCEPT
 -A ESNODE-INPUT -s 10.0.0.0/16 -p tcp -m tcp --dport 22 -j ACCEPT
+-A ESNODE-INPUT -p tcp -m tcp --dport 9200 -j DROP
+-A ESNODE-INPUT -p tcp -m tcp --dport 9300 -j DROP
+-A ESNODE-INPUT -p tcp -m tcp --dport 22 -j DROP
 COMMIT
 `
 	if out != want {

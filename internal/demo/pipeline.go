@@ -1,0 +1,478 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/hashicorp/hcl/v2/hcldec"
+	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/esbake/packer-plugin-elasticsearch/audit"
+	"github.com/esbake/packer-plugin-elasticsearch/audit/transport"
+	"github.com/esbake/packer-plugin-elasticsearch/internal/plugintest"
+	"github.com/esbake/packer-plugin-elasticsearch/internal/testcloud/ec2emu"
+	"github.com/esbake/packer-plugin-elasticsearch/internal/testcloud/localcloud"
+	"github.com/esbake/packer-plugin-elasticsearch/node/install/standin"
+)
+
+const (
+	region     = "eu-west-2" // the example's default region; the emulator serves it
+	clusterTag = "aardvark-cluster"
+	esVersion  = "8.15.3"
+	keyName    = "esbake-demo-nodes"
+)
+
+// Obvious test credentials: the emulator accepts any, nothing reaches AWS.
+var testCreds = map[string]string{
+	"AWS_ACCESS_KEY_ID":         "AKIDEXAMPLEDEMO",
+	"AWS_SECRET_ACCESS_KEY":     "demo-secret-for-the-local-emulator",
+	"AWS_EC2_METADATA_DISABLED": "true",
+	"AWS_REGION":                region,
+}
+
+type demo struct {
+	bin, file, reports string
+	src                []byte
+
+	tmp      string
+	lc       *localcloud.LocalCloud
+	ec2      *ec2.Client
+	mirror   string
+	srv      *http.Server
+	arts     *standin.Artifacts
+	ami      string
+	nodes    []string // instance ids, node 1..3
+	keyFile  string
+	keyMade  bool
+	bypassed bool
+}
+
+func (d *demo) pipeline(ctx context.Context) error {
+	for k, v := range testCreds {
+		os.Setenv(k, v)
+	}
+	os.Unsetenv("AWS_PROFILE")
+	fmt.Println("AWS credentials for the plugin and the audit are obvious test values; every API call goes to the local emulator on loopback.")
+	var err error
+	if d.tmp, err = os.MkdirTemp("", "esbake-demo-"); err != nil {
+		return err
+	}
+	steps := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"start the local test cloud (EC2/SSM API emulator, nspawn guests) and register the seed images", d.startCloud},
+		{"build the stand-in artifacts (Elasticsearch " + esVersion + ", discovery-ec2, ElasticHQ, CloudWatch agent) and serve them on the bridge", d.standins},
+		{"bake " + d.file + " through the plugin: builder elasticsearch-ami + provisioner elasticsearch-node", d.bake},
+		{"launch three nodes from the baked image (tag es_cluster=" + clusterTag + ", minimal userdata)", d.launch},
+		{"wait for esnode boot on each node and show what it configured", d.showBoot},
+		{"drift node 3: open port 8081, heap -Xms2g/-Xmx4g, CORS allow-origin \"*\"", d.drift},
+		{"esaudit over SSH (EC2 discovery by tag es_cluster=" + clusterTag + ")", d.audit},
+	}
+	for _, s := range steps {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := step(s.name, func() error { return s.fn(ctx) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *demo) startCloud(ctx context.Context) error {
+	if err := localcloud.Available(); err != nil {
+		return fmt.Errorf("the local test cloud cannot run here: %w", err)
+	}
+	lc, err := localcloud.Start(ctx, localcloud.Options{
+		EC2:         ec2emu.Options{Regions: []string{region}, DefaultRegion: region},
+		BootTimeout: 3 * time.Minute,
+	})
+	if err != nil {
+		return err
+	}
+	d.lc = lc
+	fmt.Printf("    emulator at %s, bridge subnet %s (host %s)\n", lc.Endpoint(), lc.Cloud().Subnet(), lc.Cloud().Gateway())
+	fmt.Println("    seed images: built on first use (minutes) or reused from ${ESBAKE_CACHE:-/var/cache/esbake}/images")
+	seeds, err := lc.RegisterBaseImages(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range seeds {
+		fmt.Printf("    seed AMI %s  %s\n", s.ID, s.Name)
+	}
+	d.ec2 = ec2.New(ec2.Options{
+		Region:       region,
+		BaseEndpoint: aws.String(lc.Endpoint()),
+		Credentials:  credentials.NewStaticCredentialsProvider(testCreds["AWS_ACCESS_KEY_ID"], testCreds["AWS_SECRET_ACCESS_KEY"], ""),
+	})
+	// The example picks its build subnet by tag Name=packer-build: tag one
+	// emulator subnet so the example's subnet_filter is used unchanged.
+	subs, err := d.ec2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{})
+	if err != nil || len(subs.Subnets) == 0 {
+		return fmt.Errorf("describe the emulator's subnets: %v", err)
+	}
+	sub := subs.Subnets[0]
+	if _, err := d.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{aws.ToString(sub.SubnetId)},
+		Tags: []ec2types.Tag{{Key: aws.String("Name"), Value: aws.String("packer-build")}}}); err != nil {
+		return fmt.Errorf("tag the build subnet: %w", err)
+	}
+	fmt.Printf("    tagged subnet %s (%s) Name=packer-build, so the example's subnet_filter matches it\n", aws.ToString(sub.SubnetId), aws.ToString(sub.CidrBlock))
+	return nil
+}
+
+func (d *demo) standins(ctx context.Context) error {
+	dir := filepath.Join(d.tmp, "mirror")
+	arts, err := standin.Build(dir, esVersion)
+	if err != nil {
+		return err
+	}
+	d.arts = arts
+	ln, err := net.Listen("tcp", net.JoinHostPort(d.lc.Cloud().Gateway().String(), "0"))
+	if err != nil {
+		return fmt.Errorf("listen on the bridge: %w", err)
+	}
+	d.srv = &http.Server{Handler: http.FileServer(http.Dir(dir)), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = d.srv.Serve(ln) }()
+	d.mirror = "http://" + ln.Addr().String()
+	for _, a := range []standin.Artifact{arts.Elasticsearch, arts.PluginEC2, arts.ElasticHQ, arts.CWAgent} {
+		fmt.Printf("    stand-in %-55s sha512 %s...\n", a.FileName, a.SHA512[:16])
+	}
+	fmt.Printf("    served at %s (the artifact mirror for the bake)\n", d.mirror)
+	return nil
+}
+
+// bakeVars are the example's variables for the local cloud: its defaults,
+// except the build host CIDR (the bridge) and the stand-ins' checksums.
+func (d *demo) bakeVars() map[string]cty.Value {
+	vars := map[string]cty.Value{
+		"builder_cidr":            cty.StringVal(d.lc.Cloud().Subnet().String()),
+		"elastichq_sha512":        cty.StringVal(d.arts.ElasticHQ.SHA512),
+		"cloudwatch_agent_sha512": cty.StringVal(d.arts.CWAgent.SHA512),
+	}
+	names := make([]string, 0, len(vars))
+	for k := range vars {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		fmt.Printf("    var.%s = %s\n", k, show(vars[k]))
+	}
+	return vars
+}
+
+func (d *demo) bake(ctx context.Context) error {
+	tmpl, err := plugintest.ParseTemplate(d.file, d.src, d.bakeVars())
+	if err != nil {
+		return err
+	}
+	body, err := tmpl.SourceBody("elasticsearch-ami", "node")
+	if err != nil {
+		return err
+	}
+	pbody, err := tmpl.ProvisionerBody("elasticsearch-node")
+	if err != nil {
+		return err
+	}
+	client, stop, err := plugintest.StartPlugin(d.bin, "builder", "ami")
+	if err != nil {
+		return err
+	}
+	defer stop()
+	b := client.Builder()
+	val, diags := hcldec.Decode(body, hcldec.ObjectSpec(b.ConfigSpec()), tmpl.Ctx)
+	if diags.HasErrors() {
+		return diags
+	}
+	fmt.Println("    the example's source block as written, except:")
+	ep := cty.StringVal(d.lc.Endpoint())
+	val, err = apply("source", val, []override{
+		{[]string{"ec2_endpoint"}, ep, "the local EC2 API emulator"},
+		{[]string{"ssm_endpoint"}, ep, "the emulator speaks SSM too"},
+		{[]string{"sts_endpoint"}, ep, "and STS"},
+		{[]string{"polling", "delay_seconds"}, cty.NumberIntVal(1), "the emulator answers in milliseconds; default 15"},
+	})
+	if err != nil {
+		return err
+	}
+	_, warns, err := b.Prepare(val, plugintest.PackerVars("elasticsearch-ami"))
+	for _, w := range warns {
+		fmt.Println("    warning:", w)
+	}
+	if err != nil {
+		return fmt.Errorf("builder Prepare: %w", err)
+	}
+	h := &provisionHook{bin: d.bin, body: pbody, ctx: tmpl.Ctx, overrides: []override{
+		{[]string{"mirror_url"}, cty.StringVal(d.mirror), "the stand-ins served on the bridge"},
+		{[]string{"elasticsearch", "sha512"}, cty.StringVal(d.arts.Elasticsearch.SHA512), "the stand-in's; a mirror needs explicit sums"},
+		{[]string{"plugin", "0", "sha512"}, cty.StringVal(d.arts.PluginEC2.SHA512), "the stand-in's"},
+	}}
+	ui := &packersdk.BasicUi{Reader: os.Stdin, Writer: indent{os.Stdout}, ErrorWriter: indent{os.Stderr}}
+	art, err := b.Run(ctx, ui, &plugintest.ProvisionHook{Provision: h.provision})
+	if err != nil {
+		return fmt.Errorf("builder Run through the plugin: %w", err)
+	}
+	if art == nil {
+		return errors.New("the build produced no artifact")
+	}
+	id := art.Id()
+	fmt.Printf("    artifact: %s\n", id)
+	for _, p := range strings.Split(id, ",") {
+		if r, ami, ok := strings.Cut(p, ":"); ok && r == region {
+			d.ami = ami
+		}
+	}
+	if d.ami == "" {
+		return fmt.Errorf("no AMI in %s in artifact %q", region, id)
+	}
+	return nil
+}
+
+// indent prefixes the plugin's UI lines so they read as part of a step.
+type indent struct{ w *os.File }
+
+func (i indent) Write(p []byte) (int, error) {
+	s := strings.TrimSuffix(string(p), "\n")
+	_, err := fmt.Fprintln(i.w, "    | "+strings.ReplaceAll(s, "\n", "\n    | "))
+	return len(p), err
+}
+
+var userData = []string{
+	"",
+	"heap_percent=40\n",
+	"cluster_name: " + clusterTag + "\n",
+}
+
+func (d *demo) launch(ctx context.Context) error {
+	kp, err := d.ec2.CreateKeyPair(ctx, &ec2.CreateKeyPairInput{KeyName: aws.String(keyName), KeyType: ec2types.KeyTypeEd25519})
+	if err != nil {
+		return fmt.Errorf("create the nodes' key pair: %w", err)
+	}
+	d.keyMade = true
+	d.keyFile = filepath.Join(d.tmp, keyName+".pem")
+	if err := os.WriteFile(d.keyFile, []byte(aws.ToString(kp.KeyMaterial)), 0o600); err != nil {
+		return err
+	}
+	fmt.Printf("    key pair %s (the builder's temporary one is gone with the build)\n", keyName)
+	for i, ud := range userData {
+		out, err := d.ec2.RunInstances(ctx, &ec2.RunInstancesInput{
+			ImageId: aws.String(d.ami), InstanceType: ec2types.InstanceTypeM6iLarge, MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
+			KeyName:  aws.String(keyName),
+			UserData: aws.String(base64.StdEncoding.EncodeToString([]byte(ud))),
+			MetadataOptions: &ec2types.InstanceMetadataOptionsRequest{HttpTokens: ec2types.HttpTokensStateRequired,
+				InstanceMetadataTags: ec2types.InstanceMetadataTagsStateEnabled},
+			TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeInstance, Tags: []ec2types.Tag{
+				{Key: aws.String("Name"), Value: aws.String(fmt.Sprintf("aardvark-node-%d", i+1))},
+				{Key: aws.String("es_cluster"), Value: aws.String(clusterTag)},
+			}}},
+		})
+		if err != nil {
+			return fmt.Errorf("launch node %d: %w", i+1, err)
+		}
+		id := aws.ToString(out.Instances[0].InstanceId)
+		d.nodes = append(d.nodes, id)
+		desc := "userdata empty (cluster from the es_cluster tag)"
+		if ud != "" {
+			desc = "userdata " + fmt.Sprintf("%q", strings.TrimSpace(ud))
+		}
+		fmt.Printf("    node %d: %s, %s\n", i+1, id, desc)
+	}
+	deadline := time.Now().Add(8 * time.Minute)
+	for {
+		out, err := d.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: d.nodes})
+		if err != nil {
+			return err
+		}
+		running, states := 0, []string{}
+		for _, r := range out.Reservations {
+			for _, in := range r.Instances {
+				st := string(in.State.Name)
+				states = append(states, aws.ToString(in.InstanceId)+"="+st)
+				if st == "running" {
+					running++
+				}
+				if st == "terminated" || st == "stopped" {
+					return fmt.Errorf("node %s is %s before it ran", aws.ToString(in.InstanceId), st)
+				}
+			}
+		}
+		if running == len(d.nodes) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nodes not running after 8 minutes: %v", states)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+	for i, id := range d.nodes {
+		fmt.Printf("    node %d: %s running at %s\n", i+1, id, d.lc.Instance(id).PrivateIP())
+	}
+	return nil
+}
+
+func (d *demo) showBoot(ctx context.Context) error {
+	for i, id := range d.nodes {
+		inst := d.lc.Instance(id)
+		if inst == nil {
+			return fmt.Errorf("node %d (%s) has no guest", i+1, id)
+		}
+		var state string
+		deadline := time.Now().Add(4 * time.Minute)
+		for {
+			out, err := inst.Exec(ctx, "systemctl show -p ActiveState -p Result esnode-boot")
+			if err == nil {
+				state = strings.Join(strings.Fields(out), " ")
+				if strings.Contains(state, "ActiveState=active") || strings.Contains(state, "ActiveState=failed") {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("node %d: esnode-boot not done after 4 minutes (%s)", i+1, state)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(2 * time.Second):
+			}
+		}
+		fmt.Printf("    --- node %d (%s): esnode-boot %s\n", i+1, id, state)
+		journal, _ := inst.Exec(ctx, "journalctl -u esnode-boot -o cat --no-pager | tail -n 12")
+		printIndented(journal)
+		conf, _ := inst.Exec(ctx, "grep -E '^(cluster.name|network.host):' /etc/elasticsearch/elasticsearch.yml; cat /etc/elasticsearch/jvm.options.d/esnode-heap.options 2>/dev/null | grep -E '^-Xm'")
+		printIndented(conf)
+		if !strings.Contains(state, "Result=success") {
+			return fmt.Errorf("node %d: esnode-boot did not succeed (%s)", i+1, state)
+		}
+	}
+	return nil
+}
+
+func printIndented(s string) {
+	for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		if l != "" {
+			fmt.Println("      " + l)
+		}
+	}
+}
+
+func (d *demo) drift(ctx context.Context) error {
+	inst := d.lc.Instance(d.nodes[2])
+	for _, c := range []struct{ what, cmd string }{
+		{"a stray listener on port 8081", "systemd-run --unit=demo-drift-http python3 -m http.server 8081"},
+		{"a hand-edited heap", "printf -- '-Xms2g\\n-Xmx4g\\n' > /etc/elasticsearch/jvm.options.d/zz-drift.options"},
+		{"CORS open to every origin", "printf 'http.cors.enabled: true\\nhttp.cors.allow-origin: \"*\"\\n' >> /etc/elasticsearch/elasticsearch.yml"},
+	} {
+		fmt.Printf("    node 3: %s: %s\n", c.what, c.cmd)
+		if _, err := inst.Exec(ctx, c.cmd); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *demo) audit(ctx context.Context) error {
+	if err := os.MkdirAll(d.reports, 0o755); err != nil {
+		return err
+	}
+	abs, _ := filepath.Abs(d.reports)
+	kh := filepath.Join(abs, "known_hosts")
+	_ = os.Remove(kh) // new guests, new host keys: trust on first use for this run
+	res, err := audit.Run(ctx, audit.Options{
+		EC2:       &audit.EC2Discovery{Tags: []string{"es_cluster=" + clusterTag}, Address: "private"},
+		AWS:       audit.AWSConfig{Region: region, EC2Endpoint: d.lc.Endpoint(), SSMEndpoint: d.lc.Endpoint()},
+		Transport: "ssh",
+		SSH: transport.SSHConfig{User: "admin", KnownHostsFile: kh, AcceptNewHostKeys: true,
+			KeyFiles: []string{d.keyFile}, Sudo: true},
+		Formats:     []string{"table", "json", "sarif", "junit", "html"},
+		OutDir:      abs,
+		Stdout:      os.Stdout,
+		FailOn:      "high",
+		ToolVersion: "demo",
+	})
+	if err != nil {
+		return fmt.Errorf("esaudit: %w", err)
+	}
+	fmt.Println("    reports:")
+	for _, f := range res.Files {
+		fmt.Println("      " + f)
+	}
+	fmt.Printf("    esaudit exit code would be %d (node 3 is meant to fail)\n", res.ExitCode)
+	return d.judge(res)
+}
+
+// judge checks the audit says what the demo set up: nodes 1 and 2 clean
+// (except what only the test cloud causes), node 3 flagged.
+func (d *demo) judge(res *audit.Result) error {
+	artefacts := map[string]string{}
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Max < 65535 {
+		artefacts["ES-SYS-002"] = fmt.Sprintf("this host's hard nofile limit is %d (< 65535) and nspawn guests inherit it; a real instance has the baked limits", lim.Max)
+	}
+	byID := map[string]int{}
+	for i, id := range d.nodes {
+		byID[id] = i + 1
+	}
+	var problems []string
+	seen := map[int]bool{}
+	for _, n := range res.Report.Nodes {
+		num := byID[n.InstanceID]
+		if num == 0 {
+			problems = append(problems, "unexpected audited node "+n.Name)
+			continue
+		}
+		seen[num] = true
+		if n.Status != "ok" {
+			problems = append(problems, fmt.Sprintf("node %d could not be audited: %s", num, n.Error))
+			continue
+		}
+		var real, explained []string
+		for _, f := range n.Findings {
+			if why, ok := artefacts[f.RuleID]; ok {
+				explained = append(explained, f.RuleID+" ("+why+")")
+				continue
+			}
+			real = append(real, f.RuleID)
+		}
+		for _, e := range explained {
+			fmt.Printf("    node %d: %s: a test-cloud artefact\n", num, e)
+		}
+		switch {
+		case num == 3 && len(real) == 0:
+			problems = append(problems, "node 3 was drifted but nothing flagged it")
+		case num == 3:
+			fmt.Printf("    node 3 flagged as expected: %s\n", strings.Join(real, ", "))
+		case len(real) > 0:
+			problems = append(problems, fmt.Sprintf("node %d should be clean but has %s", num, strings.Join(real, ", ")))
+		default:
+			fmt.Printf("    node %d clean\n", num)
+		}
+	}
+	for i := 1; i <= len(d.nodes); i++ {
+		if !seen[i] {
+			problems = append(problems, fmt.Sprintf("node %d was not discovered", i))
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
