@@ -16,7 +16,6 @@ import (
 	"github.com/esbake/packer-plugin-elasticsearch/spec"
 )
 
-
 // bakeConfig is an elasticsearch-node provisioner block whose artifacts are
 // the stand-ins served from mirror.
 func bakeConfig(arts *standin.Artifacts, mirror string) map[string]interface{} {
