@@ -5,7 +5,7 @@
 # anything.
 set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd -P)
-link="${TMPDIR:-/tmp}/esbake-sdc-$(id -u)/packer-plugin-elasticsearch"
+link="${TMPDIR:-/tmp}/esbake-sdc-$(id -u)-$(printf %s "$root" | cksum | cut -d" " -f1)/packer-plugin-elasticsearch"
 mkdir -p "$(dirname "$link")"
 ln -sfn "$root" "$link"
 here=$(pwd -P)
