@@ -56,8 +56,9 @@ opa-check:
 	$(ESBAKE_CACHE)/bin/opa check --strict policies/
 	$(ESBAKE_CACHE)/bin/opa test policies/
 
+# plugin-check wants the bare binary name (packer-plugin-*), so run it from bin/.
 plugin-check: plugin
-	$(GO) tool packer-sdc plugin-check $(PLUGIN)
+	cd $(BIN) && $(GO) tool packer-sdc plugin-check packer-plugin-elasticsearch
 
 e2e: plugin
 	ESBAKE_PLUGIN_BIN=$(CURDIR)/$(PLUGIN) $(GO) test -race -timeout 30m -run 'E2E' ./...
