@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 )
 
 // cleanup removes everything the demo started, whether it finished, failed
@@ -31,6 +33,14 @@ func (d *demo) cleanup() error {
 			}
 			if d.ami != "" {
 				errs = append(errs, d.deleteImage(ctx))
+			}
+			if d.ami != "" {
+				// The build published the AMI id (example's ssm_parameter_name).
+				sc := ssm.New(ssm.Options{Region: region, BaseEndpoint: aws.String(d.lc.Endpoint()),
+					Credentials: credentials.NewStaticCredentialsProvider(testCreds["AWS_ACCESS_KEY_ID"], testCreds["AWS_SECRET_ACCESS_KEY"], "")})
+				if _, err := sc.DeleteParameter(ctx, &ssm.DeleteParameterInput{Name: aws.String(ssmParam)}); err == nil {
+					fmt.Printf("    deleted SSM parameter %s\n", ssmParam)
+				}
 			}
 			if d.keyMade {
 				if _, err := d.ec2.DeleteKeyPair(ctx, &ec2.DeleteKeyPairInput{KeyName: aws.String(keyName)}); err != nil {

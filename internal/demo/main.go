@@ -11,6 +11,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log"
 	"os"
 	"os/signal"
 	"strings"
@@ -30,6 +32,11 @@ func main() {
 	reports := flag.String("reports", "reports", "where esaudit writes its reports")
 	validateOnly := flag.Bool("validate-only", false, "only validate the template (no local cloud)")
 	flag.Parse()
+	// The SDK's RPC layer logs every stream at INFO on the standard logger;
+	// the demo prints the plugin's UI instead. ESBAKE_DEMO_DEBUG=1 keeps it.
+	if os.Getenv("ESBAKE_DEMO_DEBUG") == "" {
+		log.SetOutput(io.Discard)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	start := time.Now()
@@ -54,8 +61,11 @@ func step(name string, fn func() error) error {
 	err := fn()
 	d := time.Since(start).Round(time.Millisecond)
 	status := map[bool]string{true: "ok", false: "FAILED"}[err == nil]
+	if errors.Is(err, context.Canceled) {
+		status = "interrupted"
+	}
 	fmt.Printf("    %s (%s)\n", status, d)
-	timings = append(timings, fmt.Sprintf("%-10s %6s  %s", d.Round(100*time.Millisecond), status, name))
+	timings = append(timings, fmt.Sprintf("%9s %-11s  %s", d, status, name))
 	return err
 }
 
@@ -76,6 +86,9 @@ func run(ctx context.Context, bin, file, reports string, validateOnly bool) erro
 	fmt.Println("==> step durations")
 	for _, t := range timings {
 		fmt.Println("    " + t)
+	}
+	if d.bypassed {
+		fmt.Println("    NOTE: the image was baked WITHOUT the elasticsearch-ami builder (bypass: EC2 API + provisioner plugin); see above")
 	}
 	return errors.Join(err, cerr)
 }

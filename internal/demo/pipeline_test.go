@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/esbake/packer-plugin-elasticsearch/audit/report"
+	"github.com/esbake/packer-plugin-elasticsearch/internal/plugintest"
+	"github.com/esbake/packer-plugin-elasticsearch/internal/testcloud"
+)
+
+// TestE2EDemoPipeline runs `make demo`'s whole flow: bake example.pkr.hcl
+// through the plugin's builder and provisioner on the local cloud, three
+// nodes with minimal userdata, esnode boot on each, drift of node 3, esaudit
+// over SSH. run fails unless the clean nodes have no violations, node 3 has
+// exactly driftRules, and the emulator's leak report is empty at the end.
+func TestE2EDemoPipeline(t *testing.T) {
+	testcloud.RequireHost(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	reports := t.TempDir()
+	if err := run(ctx, plugintest.Binary(t), "../../example.pkr.hcl", reports, false); err != nil {
+		t.Fatalf("demo pipeline: %v", err)
+	}
+	for _, f := range []string{"report.txt", "report.json", "report.sarif", "report.xml", "report.html"} {
+		if st, err := os.Stat(filepath.Join(reports, f)); err != nil || st.Size() == 0 {
+			t.Errorf("report %s missing or empty: %v", f, err)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(reports, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res report.Result
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatalf("report.json: %v", err)
+	}
+	if res.SchemaVersion != report.SchemaVersion || len(res.Nodes) != 3 {
+		t.Errorf("report.json: schema %q with %d nodes, want %s with 3", res.SchemaVersion, len(res.Nodes), report.SchemaVersion)
+	}
+}
