@@ -49,7 +49,7 @@ vet:
 
 ## test: everything CI checks
 test: deps check-generate vet plugin plugin-check opa-check
-	ESBAKE_PLUGIN_BIN=$(CURDIR)/$(PLUGIN) $(GO) test -race -timeout 30m ./...
+	ESBAKE_PLUGIN_BIN=$(CURDIR)/$(PLUGIN) $(GO) test -race -count=1 -timeout 30m ./...
 
 ## opa-check: the real opa binary on the policies (installed by deps)
 opa-check:
@@ -63,8 +63,9 @@ plugin-check: plugin
 e2e: plugin
 	ESBAKE_PLUGIN_BIN=$(CURDIR)/$(PLUGIN) $(GO) test -race -timeout 30m -run 'E2E' ./...
 
-bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+## bench: the benchmarks; writes docs/benchmarks.md
+bench: deps build
+	./scripts/bench.sh
 
 ## demo: the offline main job (see README)
 demo: plugin
