@@ -33,9 +33,14 @@ esaudit:
 ## generate: packer-sdc HCL2 specs and field docs, then the rendered docs
 generate:
 	$(GO) generate ./...
-	@# renderdocs does not truncate files it rewrites: start from nothing.
+	@# renderdocs syncs its whole -dst (deleting docs/benchmarks.md and
+	@# docs/policies.md) and does not truncate what it rewrites: render into
+	@# an empty folder, then replace only the rendered pages.
+	rm -rf .docs-rendered
+	$(GO) tool packer-sdc renderdocs -src docs-src -partials docs-partials -dst .docs-rendered
 	rm -rf $(addprefix docs/,$(notdir $(wildcard docs-src/*)))
-	$(GO) tool packer-sdc renderdocs -src docs-src -partials docs-partials -dst docs
+	cp -r .docs-rendered/. docs/
+	rm -rf .docs-rendered
 	$(GO) run ./internal/gendocs docs/policies.md
 
 ## check-generate: fail when generated files are stale
