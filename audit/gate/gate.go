@@ -14,7 +14,6 @@ import (
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 
 	"github.com/esbake/packer-plugin-elasticsearch/audit/eval"
-	"github.com/esbake/packer-plugin-elasticsearch/builder"
 	"github.com/esbake/packer-plugin-elasticsearch/facts"
 )
 
@@ -54,22 +53,4 @@ func tail(r io.Reader) string {
 		b = b[len(b)-2000:]
 	}
 	return string(b)
-}
-
-// Builder is the elasticsearch-ami builder's PolicyGate.
-type Builder struct{}
-
-var _ builder.PolicyGate = Builder{}
-
-// Evaluate runs esnode facts with sudo on the builder's instance.
-func (Builder) Evaluate(ctx context.Context, comm packersdk.Communicator, cfg builder.PolicyGateConfig) ([]builder.Finding, error) {
-	findings, err := Check(ctx, comm, "sudo -n "+EsnodePath+" facts", cfg.PoliciesDir)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]builder.Finding, 0, len(findings))
-	for _, f := range findings {
-		out = append(out, builder.Finding{Rule: f.RuleID + " " + f.Title, Severity: f.Severity, Message: f.Message})
-	}
-	return out, nil
 }
