@@ -59,6 +59,7 @@ func (s *stepPolicyGate) Run(ctx context.Context, state multistep.StateBag) mult
 	if len(failing) > 0 {
 		return halt(state, fmt.Errorf("policy gate: %d violation(s) at or above %q, no image was created:\n  %s", len(failing), s.Config.FailOn, strings.Join(failing, "\n  ")))
 	}
+	say(state, fmt.Sprintf("Policy gate passed (elasticsearch-ami): nothing at or above %s (%d finding(s) below)", s.Config.FailOn, len(findings)))
 	return multistep.ActionContinue
 }
 

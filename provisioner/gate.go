@@ -38,7 +38,7 @@ func (b *bake) policyGate(ctx context.Context) error {
 		return fmt.Errorf("policy gate: %d violation(s) at or above %s; fix the node spec or the base image (remediation: docs/policies.md):\n  %s",
 			len(failing), b.cfg.PolicyGate.FailOn, strings.Join(failing, "\n  "))
 	}
-	b.ui.Say(fmt.Sprintf("Policy gate passed (%d finding(s) below %s)", len(findings), b.cfg.PolicyGate.FailOn))
+	b.ui.Say(fmt.Sprintf("Policy gate passed (elasticsearch-node): nothing at or above %s (%d finding(s) below)", b.cfg.PolicyGate.FailOn, len(findings)))
 	return nil
 }
 

@@ -43,9 +43,13 @@ func Parse(data []byte) (*Node, error) {
 }
 
 // Hash is a stable digest of the defaulted spec; it names a bake in image
-// tags and the manifest.
+// tags and the manifest. The mirror is left out: it says where the
+// artifacts came from, and with a mirror every artifact's SHA-512 is
+// explicit and part of the hash, so the same node baked from two mirrors
+// has one hash.
 func (n Node) Hash() string {
 	n.SetDefaults()
+	n.MirrorURL = ""
 	b, err := json.Marshal(n)
 	if err != nil {
 		// A Node holds only strings, numbers, bools and slices of them.

@@ -127,6 +127,16 @@ func TestJSONRoundTrip(t *testing.T) {
 	if back.Hash() != n.Hash() {
 		t.Fatal("hash differs after round trip")
 	}
+	mirrored := n
+	mirrored.MirrorURL = "https://mirror.example.com/elastic"
+	if mirrored.Hash() != n.Hash() {
+		t.Error("the mirror changed the spec hash; where artifacts come from is not what the node is")
+	}
+	other := n
+	other.ElasticHQ.SHA512 = strings.Repeat("cd", 64)
+	if other.Hash() == n.Hash() {
+		t.Error("another ElasticHQ checksum kept the spec hash")
+	}
 	if _, err := Parse([]byte(`{"api_version":"esbake/v0","elasticsearch":{"version":"8.15.3"}}`)); err == nil || !strings.Contains(err.Error(), "api_version") {
 		t.Fatalf("other schema version: %v", err)
 	}

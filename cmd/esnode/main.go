@@ -61,8 +61,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var ue usageError
+	var help helpRequested
 	switch {
 	case err == nil:
+		return 0
+	case errors.As(err, &help):
+		help.print(stdout)
 		return 0
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "esnode %s: %v\n\n%s", args[0], err, usage)
@@ -75,6 +79,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 type usageError struct{ error }
 
+// helpRequested is `esnode CMD -h`: the command's flags on stdout, exit 0.
+type helpRequested struct{ fs *flag.FlagSet }
+
+func (h helpRequested) Error() string { return "help requested" }
+
+// commandSummary is the first line of each command's help.
+var commandSummary = map[string]string{
+	"install": "bake time, as root: install Elasticsearch and its companions from a node spec and record the manifest",
+	"boot":    "every boot, from esnode-boot.service: per-boot configuration from IMDSv2 metadata and userdata",
+	"facts":   "print this node's facts (schema " + facts.SchemaVersion + ") as JSON for audits",
+}
+
+func (h helpRequested) print(w io.Writer) {
+	fmt.Fprintf(w, "esnode %s: %s\n\nFlags:\n", h.fs.Name(), commandSummary[h.fs.Name()])
+	h.fs.SetOutput(w)
+	h.fs.PrintDefaults()
+	fmt.Fprint(w, "\nExit status: 0 success, 1 failure, 2 usage error.\n")
+}
+
 func flags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -82,7 +105,9 @@ func flags(name string) *flag.FlagSet {
 }
 
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return helpRequested{fs}
+	} else if err != nil {
 		return usageError{err}
 	}
 	if fs.NArg() > 0 {

@@ -29,6 +29,9 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"boot", "--bogus"}, 2, "bogus"},
 		{[]string{"facts", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"version"}, 0, "esnode "},
+		{[]string{"install", "--help"}, 0, "-wait-cloud-init duration"},
+		{[]string{"boot", "-h"}, 0, "-imds-timeout duration"},
+		{[]string{"facts", "--help"}, 0, "schema " + facts.SchemaVersion},
 	}
 	for _, c := range cases {
 		var out, errb bytes.Buffer

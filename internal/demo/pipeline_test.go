@@ -16,8 +16,12 @@ import (
 // TestE2EDemoPipeline runs `make demo`'s whole flow: bake example.pkr.hcl
 // through the plugin's builder and provisioner on the local cloud, three
 // nodes with minimal userdata, esnode boot on each, drift of node 3, esaudit
-// over SSH. run fails unless the clean nodes have no violations, node 3 has
-// exactly driftRules, and the emulator's leak report is empty at the end.
+// over SSH. run fails unless the image is available with the manifest
+// summary tags and its id in the SSM parameter (checkImage), each node runs
+// that manifest with network.host = its IP, heap = its share of its RAM and
+// the ES ports open to its subnet only (checkNode), the clean nodes have no
+// violations, node 3 has exactly driftRules, and the emulator's leak report
+// is empty at the end (cleanup).
 func TestE2EDemoPipeline(t *testing.T) {
 	testcloud.RequireHost(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
