@@ -63,6 +63,9 @@ type demo struct {
 	keyMade  bool
 }
 
+// beforeStep, when set (by tests), is called before each step starts.
+var beforeStep func(d *demo, name string)
+
 func (d *demo) pipeline(ctx context.Context) error {
 	for k, v := range testCreds {
 		os.Setenv(k, v)
@@ -87,6 +90,9 @@ func (d *demo) pipeline(ctx context.Context) error {
 		{"esaudit over SSH (EC2 discovery by tag es_cluster=" + clusterTag + ")", d.audit},
 	}
 	for _, s := range steps {
+		if beforeStep != nil {
+			beforeStep(d, s.name)
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}

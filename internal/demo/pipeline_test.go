@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,5 +47,50 @@ func TestE2EDemoPipeline(t *testing.T) {
 	}
 	if res.SchemaVersion != report.SchemaVersion || len(res.Nodes) != 3 {
 		t.Errorf("report.json: schema %q with %d nodes, want %s with 3", res.SchemaVersion, len(res.Nodes), report.SchemaVersion)
+	}
+}
+
+// TestE2EDemoInterruptCleansUp is Ctrl-C after the nodes are launched from
+// the baked image: run must return only the interruption (cleanup found
+// no leak and closed the cloud), and none of the cloud's network
+// namespaces may be left on the host.
+func TestE2EDemoInterruptCleansUp(t *testing.T) {
+	testcloud.RequireHost(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	var cloudID string
+	var nodes []string
+	beforeStep = func(d *demo, name string) {
+		if d.lc != nil {
+			cloudID = d.lc.Cloud().ID()
+		}
+		if strings.HasPrefix(name, "wait for esnode boot") {
+			nodes = append(nodes, d.nodes...)
+			cancel() // what Ctrl-C does to main's context
+		}
+	}
+	defer func() { beforeStep = nil }()
+	err := run(ctx, plugintest.Binary(t), "../../example.pkr.hcl", t.TempDir(), false)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("run = %v, want the interruption", err)
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if e != nil && !errors.Is(e, context.Canceled) {
+				t.Errorf("cleanup after the interrupt failed: %v", e)
+			}
+		}
+	}
+	if cloudID == "" || len(nodes) != 3 {
+		t.Fatalf("interrupted with cloud %q and nodes %v: the pipeline did not get as far as launching three nodes", cloudID, nodes)
+	}
+	ents, err := os.ReadDir("/run/netns")
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if strings.Contains(e.Name(), "-"+cloudID+"-") {
+			t.Errorf("network namespace %s of the interrupted demo is still on the host", e.Name())
+		}
 	}
 }
