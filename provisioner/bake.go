@@ -90,11 +90,16 @@ func (b *bake) rebootCheck(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The connection drops while this runs; its status says nothing.
-	_ = b.comm.Start(ctx, &packersdk.RemoteCmd{Command: reboot})
+	// The connection drops while this runs, so an error here is expected;
+	// it is reported only if the guest never reboots (then it is the cause,
+	// e.g. sudo asking for a password).
+	startErr := b.comm.Start(ctx, &packersdk.RemoteCmd{Command: reboot})
 	deadline := time.Now().Add(timeout)
 	for {
 		if time.Now().After(deadline) {
+			if startErr != nil {
+				return fmt.Errorf("reboot check: the guest did not reboot within reboot_timeout (%s); running %q failed: %w", b.cfg.RebootTimeout, reboot, startErr)
+			}
 			return fmt.Errorf("reboot check: the guest did not come back within reboot_timeout (%s)", b.cfg.RebootTimeout)
 		}
 		select {
