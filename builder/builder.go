@@ -98,7 +98,10 @@ func (b *Builder) SetPolicyGate(g PolicyGate) { b.gate = g }
 func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook) (packersdk.Artifact, error) {
 	c := &b.config
 	if c.SSHInterface == SSHInterfaceSessionManager {
-		return nil, errors.New("ssh_interface = \"session_manager\" is accepted by the configuration but not implemented by this version of the builder yet: use public_ip or private_ip")
+		// Fail before anything is created when the tunnel cannot run.
+		if _, err := findSessionManagerPlugin(c.SessionManagerPluginPath); err != nil {
+			return nil, err
+		}
 	}
 	d, err := NewDriver(ctx, &c.AccessConfig)
 	if err != nil {
@@ -175,14 +178,24 @@ func (b *Builder) steps() []multistep.Step {
 		&stepKeyPair{Region: c.Region, Comm: &c.Comm, Tags: c.RunTags},
 		&stepSecurityGroup{Region: c.Region, RunConfig: &c.RunConfig, SSHPort: c.Comm.SSHPort, Tags: c.RunTags, RetryDelay: min(c.Polling.Delay(), 5*time.Second)},
 		&stepRunInstance{Region: c.Region, RC: &c.RunConfig, Mappings: c.LaunchMappings, Comm: &c.Comm, Polling: c.Polling},
+	}
+	if c.SSHInterface == SSHInterfaceSessionManager {
+		steps = append(steps, &stepSSMTunnel{
+			Region: c.Region, PluginPath: c.SessionManagerPluginPath, LocalPort: c.SessionManagerPort,
+			RemotePort: c.Comm.SSHPort, Endpoint: c.SSMEndpoint, Profile: c.Profile,
+			RetryDelay: min(c.Polling.Delay(), 5*time.Second), Timeout: c.Comm.SSHTimeout,
+		})
+	}
+	steps = append(steps,
 		&communicator.StepConnect{
 			Config:    &c.Comm,
 			Host:      sshHost(c.SSHInterface, c.Comm.SSHHost),
+			SSHPort:   sshPort(c.SSHInterface, c.Comm.SSHPort),
 			SSHConfig: c.Comm.SSHConfigFunc(),
 		},
 		&commonsteps.StepProvision{},
 		&stepPolicyGate{Config: c.PolicyGate, Gate: b.gate},
-	}
+	)
 	if c.Comm.Type != "none" { // "none" only in tests: no manifest to read, nothing to generalize
 		steps = append(steps, &stepManifestTags{}, &stepGeneralize{})
 	}
@@ -202,6 +215,9 @@ func sshHost(iface, override string) func(multistep.StateBag) (string, error) {
 	return func(state multistep.StateBag) (string, error) {
 		if override != "" {
 			return override, nil
+		}
+		if iface == SSHInterfaceSessionManager {
+			return "127.0.0.1", nil // the SSM tunnel's local end
 		}
 		inst := state.Get(stateInstance).(ec2types.Instance)
 		var host string

@@ -40,6 +40,8 @@ type FlatConfig struct {
 	SecurityGroupIDs                  []string                 `mapstructure:"security_group_ids" required:"false" cty:"security_group_ids" hcl:"security_group_ids"`
 	TemporarySGSourceCidrs            []string                 `mapstructure:"temporary_security_group_source_cidrs" required:"false" cty:"temporary_security_group_source_cidrs" hcl:"temporary_security_group_source_cidrs"`
 	SSHInterface                      *string                  `mapstructure:"ssh_interface" required:"false" cty:"ssh_interface" hcl:"ssh_interface"`
+	SessionManagerPort                *int                     `mapstructure:"session_manager_port" required:"false" cty:"session_manager_port" hcl:"session_manager_port"`
+	SessionManagerPluginPath          *string                  `mapstructure:"session_manager_plugin_path" required:"false" cty:"session_manager_plugin_path" hcl:"session_manager_plugin_path"`
 	InstanceInitiatedShutdownBehavior *string                  `mapstructure:"shutdown_behavior" required:"false" cty:"shutdown_behavior" hcl:"shutdown_behavior"`
 	SelfTerminateAfter                *string                  `mapstructure:"self_terminate_after" required:"false" cty:"self_terminate_after" hcl:"self_terminate_after"`
 	RunTags                           map[string]string        `mapstructure:"run_tags" required:"false" cty:"run_tags" hcl:"run_tags"`
@@ -157,6 +159,8 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"security_group_ids":                    &hcldec.AttrSpec{Name: "security_group_ids", Type: cty.List(cty.String), Required: false},
 		"temporary_security_group_source_cidrs": &hcldec.AttrSpec{Name: "temporary_security_group_source_cidrs", Type: cty.List(cty.String), Required: false},
 		"ssh_interface":                         &hcldec.AttrSpec{Name: "ssh_interface", Type: cty.String, Required: false},
+		"session_manager_port":                  &hcldec.AttrSpec{Name: "session_manager_port", Type: cty.Number, Required: false},
+		"session_manager_plugin_path":           &hcldec.AttrSpec{Name: "session_manager_plugin_path", Type: cty.String, Required: false},
 		"shutdown_behavior":                     &hcldec.AttrSpec{Name: "shutdown_behavior", Type: cty.String, Required: false},
 		"self_terminate_after":                  &hcldec.AttrSpec{Name: "self_terminate_after", Type: cty.String, Required: false},
 		"run_tags":                              &hcldec.AttrSpec{Name: "run_tags", Type: cty.Map(cty.String), Required: false},

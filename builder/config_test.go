@@ -193,6 +193,9 @@ func TestPrepareInvalid(t *testing.T) {
 		{"bad ami_name", set("ami_name", "x!"), "`ami_name`"},
 		{"unknown ssh_interface", set("ssh_interface", "ipv6"), "`ssh_interface`"},
 		{"session_manager without profile", set("ssh_interface", "session_manager", "temporary_security_group_source_cidrs", nil), "`iam_instance_profile`"},
+		{"session_manager_port without session_manager", set("session_manager_port", 2222), "`session_manager_port` is set"},
+		{"session_manager_plugin_path without session_manager", set("session_manager_plugin_path", "/opt/smp"), "`session_manager_plugin_path` is set"},
+		{"session_manager_port out of range", set("ssh_interface", "session_manager", "iam_instance_profile", "esbake-build", "temporary_security_group_source_cidrs", nil, "session_manager_port", 70000), "`session_manager_port` 70000"},
 		{"shutdown_behavior stop", set("shutdown_behavior", "stop"), "`shutdown_behavior`"},
 		{"http_tokens optional", set("metadata_options", map[string]interface{}{"http_tokens": "optional"}), "`metadata_options.http_tokens`"},
 		{"hop limit 5", set("metadata_options", map[string]interface{}{"http_put_response_hop_limit": 5}), "`metadata_options.http_put_response_hop_limit`"},
@@ -300,16 +303,18 @@ func TestCleanResourceName(t *testing.T) {
 	}
 }
 
-func TestRunRefusesSessionManagerForNow(t *testing.T) {
+func TestRunFailsEarlyWithoutSessionManagerPlugin(t *testing.T) {
 	raw := validRaw()
 	delete(raw, "temporary_security_group_source_cidrs")
 	raw["ssh_interface"] = "session_manager"
 	raw["iam_instance_profile"] = "esbake-build"
+	raw["session_manager_plugin_path"] = filepath.Join(t.TempDir(), "no-such-plugin")
 	var b Builder
 	if _, _, err := b.Prepare(raw); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Run(t.Context(), nil, nil); err == nil || !strings.Contains(err.Error(), "session_manager") {
-		t.Fatalf("Run = %v, want the not-implemented session_manager error", err)
+	// No driver, no endpoint: the check has to come before any AWS call.
+	if _, err := b.Run(t.Context(), nil, nil); err == nil || !strings.Contains(err.Error(), "session_manager_plugin_path") {
+		t.Fatalf("Run = %v, want the missing plugin reported before anything is created", err)
 	}
 }

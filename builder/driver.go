@@ -48,6 +48,8 @@ type SSMAPI interface {
 	GetParameter(context.Context, *ssm.GetParameterInput, ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
 	PutParameter(context.Context, *ssm.PutParameterInput, ...func(*ssm.Options)) (*ssm.PutParameterOutput, error)
 	DeleteParameter(context.Context, *ssm.DeleteParameterInput, ...func(*ssm.Options)) (*ssm.DeleteParameterOutput, error)
+	StartSession(context.Context, *ssm.StartSessionInput, ...func(*ssm.Options)) (*ssm.StartSessionOutput, error)
+	TerminateSession(context.Context, *ssm.TerminateSessionInput, ...func(*ssm.Options)) (*ssm.TerminateSessionOutput, error)
 }
 
 // Driver hands out API clients per region. The build region's clients are
@@ -163,6 +165,25 @@ func (d *AWSDriver) SSM(region string) SSMAPI {
 			o.BaseEndpoint = aws.String(d.access.SSMEndpoint)
 		}
 	})
+}
+
+// SessionPluginEnv is the environment for the session-manager-plugin
+// process: the credentials the builder resolved (profile, assume_role and
+// all), so the plugin signs its calls as the builder does without having
+// to repeat that resolution. The plugin gets them in its own environment
+// only.
+func (d *AWSDriver) SessionPluginEnv(ctx context.Context) ([]string, error) {
+	creds, err := d.cfg.Credentials.Retrieve(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("retrieve AWS credentials for the session-manager-plugin: %w", err)
+	}
+	return []string{
+		"AWS_ACCESS_KEY_ID=" + creds.AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY=" + creds.SecretAccessKey,
+		"AWS_SESSION_TOKEN=" + creds.SessionToken,
+		// The credentials above replace any profile.
+		"AWS_PROFILE=",
+	}, nil
 }
 
 // DriverOption adjusts NewDriver.

@@ -104,8 +104,18 @@ type RunConfig struct {
 	// How the builder reaches the instance: `public_ip` (default),
 	// `private_ip`, `public_dns`, `private_dns` or `session_manager` (SSH
 	// through an SSM session; no inbound rule, needs `iam_instance_profile`
-	// with the SSM managed policy).
+	// with the SSM managed policy, SSM Agent in the source AMI and the
+	// Session Manager plugin where Packer runs, see
+	// `session_manager_plugin_path`).
 	SSHInterface string `mapstructure:"ssh_interface" required:"false"`
+	// With `ssh_interface = "session_manager"`: the local port the SSH
+	// tunnel listens on (127.0.0.1). 0, the default, picks a free port.
+	SessionManagerPort int `mapstructure:"session_manager_port" required:"false"`
+	// With `ssh_interface = "session_manager"`: the Session Manager plugin
+	// binary that runs the tunnel. By default `session-manager-plugin` is
+	// looked up on PATH; install it as the AWS documentation page "Install
+	// the Session Manager plugin for the AWS CLI" describes.
+	SessionManagerPluginPath string `mapstructure:"session_manager_plugin_path" required:"false"`
 	// What EC2 does when the instance shuts itself down. Only `terminate`
 	// (the default) is accepted: with the self-terminate deadline this is
 	// what guarantees a build instance cannot outlive a crashed builder.
@@ -186,6 +196,17 @@ func (c *RunConfig) Prepare() []error {
 	}
 	if !contains(sshInterfaces, c.SSHInterface) {
 		errs = append(errs, fmt.Errorf("`ssh_interface` %q is unknown: use one of %v", c.SSHInterface, sshInterfaces))
+	}
+	if c.SSHInterface != SSHInterfaceSessionManager {
+		if c.SessionManagerPort != 0 {
+			errs = append(errs, fmt.Errorf("`session_manager_port` is set but ssh_interface is %q: it is only used with ssh_interface = \"session_manager\"; remove it", c.SSHInterface))
+		}
+		if c.SessionManagerPluginPath != "" {
+			errs = append(errs, fmt.Errorf("`session_manager_plugin_path` is set but ssh_interface is %q: it is only used with ssh_interface = \"session_manager\"; remove it", c.SSHInterface))
+		}
+	}
+	if c.SessionManagerPort < 0 || c.SessionManagerPort > 65535 {
+		errs = append(errs, fmt.Errorf("`session_manager_port` %d is not a port: use 1 to 65535, or 0 to pick a free one", c.SessionManagerPort))
 	}
 	if c.SSHInterface == SSHInterfaceSessionManager && c.IamInstanceProfile == "" {
 		errs = append(errs, fmt.Errorf("`iam_instance_profile` is required with ssh_interface = \"session_manager\": give a profile whose role has the AmazonSSMManagedInstanceCore policy"))

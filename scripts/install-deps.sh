@@ -28,6 +28,10 @@ declare -A pkgs=(
   [unzip]=unzip
   [zip]=zip
   [chromium]=chromium
+  # QEMU guest backend (internal/testcloud/vm)
+  [qemu-system-x86_64]=qemu-system-x86
+  [qemu-img]=qemu-utils
+  [socat]=socat
 )
 missing=()
 for cmd in "${!pkgs[@]}"; do
@@ -48,6 +52,30 @@ mkdir -p "$cache/bin"
 if [ ! -x "$cache/bin/ec2-metadata-mock" ]; then
   echo "install-deps: go install amazon-ec2-metadata-mock v1.13.0"
   GOBIN="$cache/bin" go install github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@v1.13.0
+fi
+# AWS's session-manager-plugin (ssh_interface = "session_manager" tunnels SSH
+# through it), built from source: its module has no go.mod, so it is built
+# in a throwaway module with every dependency pinned by the .pins file. The
+# stamp keys the binary by the pins' content.
+smp_pins="$(cd "$(dirname "$0")/.." && pwd)/internal/testcloud/session-manager-plugin.pins"
+smp_key=$(sha256sum "$smp_pins" | cut -c1-64)
+if [ ! -x "$cache/bin/session-manager-plugin" ] || [ "$(cat "$cache/bin/.session-manager-plugin.key" 2>/dev/null)" != "$smp_key" ]; then
+  echo "install-deps: go build session-manager-plugin (pinned in $smp_pins)"
+  smp_tmp=$(mktemp -d)
+  trap 'rm -rf "$smp_tmp"' EXIT
+  {
+    echo "module esbake.invalid/session-manager-plugin-build"
+    echo "go 1.26"
+    echo "require ("
+    grep -v '^#' "$smp_pins" | grep -v '^$' | sed 's/^/\t/'
+    echo ")"
+  } >"$smp_tmp/go.mod"
+  (cd "$smp_tmp" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -o "$smp_tmp/session-manager-plugin" \
+    github.com/aws/session-manager-plugin/src/sessionmanagerplugin-main)
+  mv "$smp_tmp/session-manager-plugin" "$cache/bin/session-manager-plugin"
+  echo "$smp_key" >"$cache/bin/.session-manager-plugin.key"
+  rm -rf "$smp_tmp"
+  trap - EXIT
 fi
 if [ ! -x "$cache/bin/opa" ]; then
   echo "install-deps: go install opa v1.22.2"

@@ -270,6 +270,7 @@ type Report struct {
 	Images         []Leak `json:"images"`    // owned by the caller, not seeded
 	Snapshots      []Leak `json:"snapshots"` // owned by the caller, not seeded
 	Volumes        []Leak `json:"volumes"`   // detached volumes that outlived their instance
+	Sessions       []Leak `json:"sessions"`  // Session Manager sessions nobody terminated
 	// Parameters lists SSM parameters that were not seeded. They are reported but do not make
 	// the report non-empty: a published AMI id is an intended output.
 	Parameters []Leak `json:"parameters"`
@@ -280,15 +281,15 @@ func (r Report) Empty() bool { return r.Count() == 0 }
 
 // Count is the number of leaked resources excluding SSM parameters.
 func (r Report) Count() int {
-	return len(r.Instances) + len(r.SecurityGroups) + len(r.KeyPairs) + len(r.Images) + len(r.Snapshots) + len(r.Volumes)
+	return len(r.Instances) + len(r.SecurityGroups) + len(r.KeyPairs) + len(r.Images) + len(r.Snapshots) + len(r.Volumes) + len(r.Sessions)
 }
 
 // String summarises the report as "instances=1 security_groups=0 ..." followed by the ids.
 func (r Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "instances=%d security_groups=%d key_pairs=%d images=%d snapshots=%d volumes=%d parameters=%d",
-		len(r.Instances), len(r.SecurityGroups), len(r.KeyPairs), len(r.Images), len(r.Snapshots), len(r.Volumes), len(r.Parameters))
-	for _, l := range [][]Leak{r.Instances, r.SecurityGroups, r.KeyPairs, r.Images, r.Snapshots, r.Volumes, r.Parameters} {
+	fmt.Fprintf(&b, "instances=%d security_groups=%d key_pairs=%d images=%d snapshots=%d volumes=%d sessions=%d parameters=%d",
+		len(r.Instances), len(r.SecurityGroups), len(r.KeyPairs), len(r.Images), len(r.Snapshots), len(r.Volumes), len(r.Sessions), len(r.Parameters))
+	for _, l := range [][]Leak{r.Instances, r.SecurityGroups, r.KeyPairs, r.Images, r.Snapshots, r.Volumes, r.Sessions, r.Parameters} {
 		for _, x := range l {
 			fmt.Fprintf(&b, "\n  %s %s %s %s", x.Region, x.ID, x.Name, x.State)
 		}
@@ -302,7 +303,7 @@ func (s *Server) Leaks() Report {
 	defer s.mu.Unlock()
 	now := s.now()
 	rep := Report{Instances: []Leak{}, SecurityGroups: []Leak{}, KeyPairs: []Leak{}, Images: []Leak{},
-		Snapshots: []Leak{}, Volumes: []Leak{}, Parameters: []Leak{}}
+		Snapshots: []Leak{}, Volumes: []Leak{}, Sessions: []Leak{}, Parameters: []Leak{}}
 	names := make([]string, 0, len(s.regions))
 	for n := range s.regions {
 		names = append(names, n)
@@ -340,6 +341,7 @@ func (s *Server) Leaks() Report {
 				rep.Volumes = append(rep.Volumes, Leak{Region: n, ID: v.id, State: v.state, Tags: copyTags(v.tags)})
 			}
 		}
+		rep.Sessions = append(rep.Sessions, s.sessionLeaks(n)...)
 		for _, p := range sortedBySeq(r.params, func(x *ssmParam) int64 { return x.seq }) {
 			if !p.seeded {
 				rep.Parameters = append(rep.Parameters, Leak{Region: n, ID: p.name, Name: p.name})

@@ -63,6 +63,10 @@ type Options struct {
 	Backend Backend
 	// Addr, when set, makes Start listen there (for demos); default is a random loopback port.
 	Addr string
+	// PortAddress, when set, says where an instance's port lives for Session Manager port
+	// forwarding (e.g. a test's echo server); otherwise a BackendInstance that implements
+	// PortLocator says.
+	PortAddress func(instanceID string, port int) (string, error)
 }
 
 // SubnetSpec describes a seeded or added subnet.
@@ -88,6 +92,7 @@ type Server struct {
 	backendErrs []error
 	activeOps   int
 	tokens      map[string]string // client token → reservation/image id
+	sessions    map[string]*ssmSession
 	endpoint    string
 
 	ctx       context.Context
@@ -193,6 +198,7 @@ func (s *Server) Close() {
 		if s.hsrv != nil {
 			_ = s.hsrv.Close()
 		}
+		s.closeSessions() // hijacked websockets outlive the HTTP server
 		// Cancel under the lock so enqueue (which runs under it) never adds work after Wait began.
 		s.mu.Lock()
 		s.cancel()
@@ -272,6 +278,10 @@ func newRequestID() string {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, "/_emu/") {
 		s.serveAdmin(w, r)
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, dataChannelPath) {
+		s.serveDataChannel(w, r)
 		return
 	}
 	reqID := newRequestID()

@@ -42,6 +42,9 @@ func (r *region) paramJSON(p *ssmParam, decrypt bool) ssmParamJSON {
 
 // dispatchSSM serves the Parameter Store subset of SSM (JSON 1.1). Runs under s.mu.
 func (s *Server) dispatchSSM(req *request) (any, *apiError) {
+	if out, aerr, ok := s.dispatchSSMSession(req); ok {
+		return out, aerr
+	}
 	r := req.region
 	var in struct {
 		Name           string

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -29,6 +31,7 @@ var (
 	_ ec2emu.Backend         = (*backend)(nil)
 	_ ec2emu.ImageReleaser   = (*backend)(nil)
 	_ ec2emu.BackendInstance = (*backendInstance)(nil)
+	_ ec2emu.PortLocator     = (*backendInstance)(nil)
 	_ ec2emu.TagUpdater      = (*backendInstance)(nil)
 )
 
@@ -264,6 +267,16 @@ func (bi *backendInstance) Snapshot(ctx context.Context) (string, error) {
 func (bi *backendInstance) SetTags(tags map[string]string) { bi.inst.SetTags(tags) }
 
 func (bi *backendInstance) PrivateIP() string { return bi.inst.PrivateIP() }
+
+// PortAddress is where the guest's port is: the host reaches guests on the
+// bridge, so Session Manager port forwarding relays there.
+func (bi *backendInstance) PortAddress(port int) (string, error) {
+	ip := bi.inst.PrivateIP()
+	if ip == "" {
+		return "", fmt.Errorf("guest of %s has no address", bi.id)
+	}
+	return net.JoinHostPort(ip, strconv.Itoa(port)), nil
+}
 
 // PublicIP is empty: the emulator then reports the private address, which the host reaches.
 func (bi *backendInstance) PublicIP() string { return "" }
