@@ -8,13 +8,14 @@ out=docs/benchmarks.md
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-declare -a names=(P1 P2 P3 eval launch)
+declare -a names=(P1 P2 P3 eval launch vm)
 declare -A cmds=(
   [P1]="go test -run '^\$' -bench BenchmarkE2EBootVersusInstall -benchtime=1x -count=3 ./internal/e2e/"
   [P2]="go test -run '^\$' -bench BenchmarkFleet1000 -benchtime=1x -count=2 ./audit/"
   [P3]="go test -run '^\$' -bench BenchmarkP3EngineVersusConftest -benchtime=3x ./audit/eval/"
   [eval]="go test -run '^\$' -bench '^BenchmarkEvaluate\$' -benchmem ./audit/eval/"
   [launch]="go test -run '^\$' -bench BenchmarkLaunch -benchtime=5x ./internal/testcloud/"
+  [vm]="go test -run '^\$' -bench 'BenchmarkVM(RestoreToSSH|BootToSSH)' -benchtime=2x ./internal/testcloud/vm/"
 )
 declare -A titles=(
   [P1]="P1: per-boot config (esnode boot) versus a whole install (esnode install) on the same kind of guest"
@@ -22,6 +23,7 @@ declare -A titles=(
   [P3]="P3: policy evaluation throughput, our prepared OPA query versus conftest on the same inputs and policies"
   [eval]="Policy evaluation of one realistic facts document"
   [launch]="Local test cloud: guest start to SSH"
+  [vm]="Local test cloud, QEMU backend: a VM restored from its saved state versus a full boot, to SSH"
 )
 for n in "${names[@]}"; do
   echo "==> ${titles[$n]}"

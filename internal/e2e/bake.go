@@ -90,6 +90,13 @@ func bakeImage(t testing.TB, cloud *testcloud.Cloud) *testcloud.Image {
 	return bakeNode(t, cloud).Image
 }
 
+// bakeOptions vary a bake: the base image (default the CIS image) and a
+// change to the node spec.
+type bakeOptions struct {
+	Base testcloud.ImageSpec
+	Spec func(*spec.Node)
+}
+
 // bakeNode does what the elasticsearch-node provisioner does, by hand: it
 // launches a CIS-like instance, uploads esnode and the spec over SSH as
 // admin, runs `sudo -n esnode install --generalize` against stand-ins
@@ -97,10 +104,19 @@ func bakeImage(t testing.TB, cloud *testcloud.Cloud) *testcloud.Image {
 // into an image (as CreateImage would). The bake instance is terminated.
 func bakeNode(t testing.TB, cloud *testcloud.Cloud) *baked {
 	t.Helper()
+	return bakeNodeWith(t, cloud, bakeOptions{})
+}
+
+// bakeNodeWith is bakeNode from another base image or with another spec.
+func bakeNodeWith(t testing.TB, cloud *testcloud.Cloud, o bakeOptions) *baked {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 
-	base, err := testcloud.EnsureImage(ctx, testcloud.CISImage)
+	if o.Base.Variant == "" {
+		o.Base = testcloud.CISImage
+	}
+	base, err := testcloud.EnsureImage(ctx, o.Base)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +127,12 @@ func bakeNode(t testing.TB, cloud *testcloud.Cloud) *baked {
 	}
 	mirror := ServeDir(t, cloud, dir)
 	n := bakeNodeSpec(arts, mirror)
+	if o.Spec != nil {
+		o.Spec(n)
+		if err := n.Validate(); err != nil {
+			t.Fatalf("the changed node spec: %v", err)
+		}
+	}
 	specJSON, err := json.MarshalIndent(n, "", "  ")
 	if err != nil {
 		t.Fatal(err)

@@ -62,7 +62,7 @@ func NewCloud(ctx context.Context, cfg Config) (*Cloud, error) {
 	// and choosing the subnet: otherwise a cloud starting in another
 	// process could take our run dir for a dead one before we lock it, or
 	// pick the same subnet.
-	unlock, err := flockPath(ctx, filepath.Join(RunDir(), ".lock"))
+	unlock, err := LockFile(ctx, filepath.Join(RunDir(), ".lock"))
 	if err != nil {
 		return nil, err
 	}
@@ -332,7 +332,7 @@ func ReapLeftovers(ctx context.Context) error {
 	if err := os.MkdirAll(RunDir(), 0o755); err != nil {
 		return fmt.Errorf("create run dir: %w", err)
 	}
-	unlock, err := flockPath(ctx, filepath.Join(RunDir(), ".lock"))
+	unlock, err := LockFile(ctx, filepath.Join(RunDir(), ".lock"))
 	if err != nil {
 		return err
 	}
@@ -449,7 +449,7 @@ func linkExists(name string) bool {
 // pid files hold "PID START" where START is the process start time from
 // /proc/PID/stat, so a recycled pid is never killed.
 func writePidFile(path string, pid int) error {
-	st, err := procStartTime(pid)
+	st, err := ProcStartTime(pid)
 	if err != nil {
 		return err
 	}
@@ -471,10 +471,10 @@ func killPidFile(path string) {
 		_ = os.Remove(path)
 		return
 	}
-	if st, err := procStartTime(pid); err == nil && st == f[1] {
+	if st, err := ProcStartTime(pid); err == nil && st == f[1] {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		for i := 0; i < 100; i++ {
-			if st2, err := procStartTime(pid); err != nil || st2 != st {
+			if st2, err := ProcStartTime(pid); err != nil || st2 != st {
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -483,7 +483,9 @@ func killPidFile(path string) {
 	_ = os.Remove(path)
 }
 
-func procStartTime(pid int) (string, error) {
+// ProcStartTime is a process's start time (field 22 of /proc/pid/stat):
+// with the pid it names a process uniquely across pid reuse.
+func ProcStartTime(pid int) (string, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return "", err

@@ -39,6 +39,10 @@ const (
 	// tmpfs noexec (fstab), umask 027, iptables INPUT DROP except SSH,
 	// loopback and established traffic, restored at every boot.
 	VariantCIS Variant = "cis"
+	// VariantKernel is the CIS image plus what a QEMU guest needs (see
+	// kernel.go): Debian's kernel and initrd, udev, and systemd-networkd
+	// configuration for the guest's two NICs, active only in a VM.
+	VariantKernel Variant = "kernel"
 )
 
 // ImageSpec says which image to build.
@@ -51,6 +55,9 @@ type ImageSpec struct {
 var (
 	BaseImage = ImageSpec{Variant: VariantBase}
 	CISImage  = ImageSpec{Variant: VariantCIS}
+	// KernelImage is what internal/testcloud/vm boots in QEMU; it boots
+	// under nspawn as well (its VM-only units are skipped in a container).
+	KernelImage = ImageSpec{Variant: VariantKernel}
 )
 
 // Image is a root filesystem instances can boot from, used read-only as
@@ -115,6 +122,12 @@ func (s ImageSpec) key(suite string) string {
 	if v == VariantCIS {
 		fmt.Fprintf(h, "cis=%s%s%s%s\n", cisFstab, cisRulesV4, cisIptablesUnit, cisProfileUmask)
 	}
+	if v == VariantKernel {
+		// The CIS lines are repeated so the kernel image follows CIS
+		// changes; the base and CIS keys above stay as they were.
+		fmt.Fprintf(h, "cis=%s%s%s%s\n", cisFstab, cisRulesV4, cisIptablesUnit, cisProfileUmask)
+		fmt.Fprintf(h, "kernel=%s\n%s\n%s\n", kernelScriptVersion, strings.Join(kernelPackages, ","), kernelFilesDigest())
+	}
 	return string(v) + "-" + suite + "-" + hex.EncodeToString(h.Sum(nil))[:16]
 }
 
@@ -139,7 +152,7 @@ func EnsureImage(ctx context.Context, spec ImageSpec) (*Image, error) {
 	if imageComplete(final) {
 		return img, nil
 	}
-	unlock, err := flockPath(ctx, filepath.Join(ImagesDir(), "."+key+".lock"))
+	unlock, err := LockFile(ctx, filepath.Join(ImagesDir(), "."+key+".lock"))
 	if err != nil {
 		return nil, err
 	}
@@ -184,8 +197,19 @@ func EnsureImage(ctx context.Context, spec ImageSpec) (*Image, error) {
 		if err := applyCIS(rootfs); err != nil {
 			return nil, err
 		}
+	case VariantKernel:
+		cis, err := EnsureImage(ctx, ImageSpec{Variant: VariantCIS, ExtraPackages: spec.ExtraPackages})
+		if err != nil {
+			return nil, fmt.Errorf("kernel image needs the CIS image: %w", err)
+		}
+		if err := copyTree(ctx, cis.Dir, rootfs); err != nil {
+			return nil, err
+		}
+		if err := addKernel(ctx, rootfs, suite, filepath.Join(tmp, "build.log")); err != nil {
+			return nil, err
+		}
 	default:
-		return nil, fmt.Errorf("unknown image variant %q (use VariantBase or VariantCIS)", spec.Variant)
+		return nil, fmt.Errorf("unknown image variant %q (use VariantBase, VariantCIS or VariantKernel)", spec.Variant)
 	}
 	meta, _ := json.MarshalIndent(imageMeta{Name: key, Key: key, Variant: spec.Variant, Suite: suite,
 		Packages: spec.packages(), Script: imageScriptVersion, Built: time.Now().UTC()}, "", "  ")

@@ -149,7 +149,7 @@ func EnsureMetadataMock(ctx context.Context) (string, error) {
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		return "", fmt.Errorf("create %s: %w", bin, err)
 	}
-	unlock, err := flockPath(ctx, filepath.Join(bin, ".ec2-metadata-mock.lock"))
+	unlock, err := LockFile(ctx, filepath.Join(bin, ".ec2-metadata-mock.lock"))
 	if err != nil {
 		return "", err
 	}

@@ -50,7 +50,7 @@ func EnsureSessionManagerPlugin(ctx context.Context) (string, error) {
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		return "", fmt.Errorf("create %s: %w", bin, err)
 	}
-	unlock, err := flockPath(ctx, filepath.Join(bin, ".session-manager-plugin.lock"))
+	unlock, err := LockFile(ctx, filepath.Join(bin, ".session-manager-plugin.lock"))
 	if err != nil {
 		return "", err
 	}

@@ -21,9 +21,9 @@ func CacheDir() string {
 	return "/var/cache/esbake"
 }
 
-// flockPath takes an exclusive lock on path (created if needed), waiting
+// LockFile takes an exclusive lock on path (created if needed), waiting
 // until ctx is done. Several test binaries may build the same image at once.
-func flockPath(ctx context.Context, path string) (unlock func(), err error) {
+func LockFile(ctx context.Context, path string) (unlock func(), err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create lock dir: %w", err)
 	}
