@@ -31,6 +31,7 @@ func main() {
 	template := flag.String("template", "example.pkr.hcl", "the template to bake")
 	reports := flag.String("reports", "reports", "where esaudit writes its reports")
 	validateOnly := flag.Bool("validate-only", false, "only validate the template (no local cloud)")
+	packerBin := flag.String("packer", "", "bake with this Packer (>= 1.10, the plugin installed into it) instead of driving the plugin protocol directly")
 	flag.Parse()
 	// The SDK's RPC layer logs every stream at INFO on the standard logger;
 	// the demo prints the plugin's UI instead. ESBAKE_DEMO_DEBUG=1 keeps it.
@@ -40,7 +41,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	start := time.Now()
-	err := run(ctx, *plugin, *template, *reports, *validateOnly)
+	err := run(ctx, *plugin, *packerBin, *template, *reports, *validateOnly)
 	if ctx.Err() != nil {
 		fmt.Fprintf(os.Stderr, "demo: interrupted after %s; everything it started was cleaned up\n", time.Since(start).Round(time.Second))
 		os.Exit(130)
@@ -69,7 +70,7 @@ func step(name string, fn func() error) error {
 	return err
 }
 
-func run(ctx context.Context, bin, file, reports string, validateOnly bool) error {
+func run(ctx context.Context, bin, packerBin, file, reports string, validateOnly bool) error {
 	src, err := os.ReadFile(file)
 	if err != nil {
 		return err
@@ -80,7 +81,7 @@ func run(ctx context.Context, bin, file, reports string, validateOnly bool) erro
 	if validateOnly {
 		return nil
 	}
-	d := &demo{bin: bin, file: file, src: src, reports: reports}
+	d := &demo{bin: bin, packer: packerBin, file: file, src: src, reports: reports}
 	err = d.pipeline(ctx)
 	cerr := d.cleanup()
 	fmt.Println("==> step durations")

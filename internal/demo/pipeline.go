@@ -48,6 +48,7 @@ var testCreds = map[string]string{
 
 type demo struct {
 	bin, file, reports string
+	packer             string // a Packer >= 1.10 to bake with; "" drives the plugin protocol directly
 	src                []byte
 
 	tmp      string
@@ -184,61 +185,39 @@ func (d *demo) bakeVars() map[string]cty.Value {
 	return vars
 }
 
-func (d *demo) bake(ctx context.Context) error {
-	tmpl, err := plugintest.ParseTemplate(d.file, d.src, d.bakeVars())
-	if err != nil {
-		return err
-	}
-	body, err := tmpl.SourceBody("elasticsearch-ami", "node")
-	if err != nil {
-		return err
-	}
-	pbody, err := tmpl.ProvisionerBody("elasticsearch-node")
-	if err != nil {
-		return err
-	}
-	client, stop, err := plugintest.StartPlugin(d.bin, "builder", "ami")
-	if err != nil {
-		return err
-	}
-	defer stop()
-	b := client.Builder()
-	val, diags := hcldec.Decode(body, hcldec.ObjectSpec(b.ConfigSpec()), tmpl.Ctx)
-	if diags.HasErrors() {
-		return diags
-	}
-	fmt.Println("    the example's source block as written, except:")
+// sourceOverrides and provisionerOverrides are all the demo changes in
+// the example: where the APIs and the artifacts are, and the stand-ins'
+// checksums.
+func (d *demo) sourceOverrides() []override {
 	ep := cty.StringVal(d.lc.Endpoint())
-	val, err = apply("source", val, []override{
+	return []override{
 		{[]string{"ec2_endpoint"}, ep, "the local EC2 API emulator"},
 		{[]string{"ssm_endpoint"}, ep, "the emulator speaks SSM too"},
 		{[]string{"sts_endpoint"}, ep, "and STS"},
 		{[]string{"polling", "delay_seconds"}, cty.NumberIntVal(1), "the emulator answers in milliseconds; default 15"},
-	})
-	if err != nil {
-		return err
 	}
-	_, warns, err := b.Prepare(val, plugintest.PackerVars("elasticsearch-ami"))
-	for _, w := range warns {
-		fmt.Println("    warning:", w)
-	}
-	if err != nil {
-		return fmt.Errorf("builder Prepare: %w", err)
-	}
-	h := &provisionHook{bin: d.bin, body: pbody, ctx: tmpl.Ctx, overrides: []override{
+}
+
+func (d *demo) provisionerOverrides() []override {
+	return []override{
 		{[]string{"mirror_url"}, cty.StringVal(d.mirror), "the stand-ins served on the bridge"},
 		{[]string{"elasticsearch", "sha512"}, cty.StringVal(d.arts.Elasticsearch.SHA512), "the stand-in's; a mirror needs explicit sums"},
 		{[]string{"plugin", "0", "sha512"}, cty.StringVal(d.arts.PluginEC2.SHA512), "the stand-in's"},
-	}}
-	ui := &packersdk.BasicUi{Reader: os.Stdin, Writer: indent{os.Stdout}, ErrorWriter: indent{os.Stderr}}
-	art, err := b.Run(ctx, ui, &plugintest.ProvisionHook{Provision: h.provision})
+	}
+}
+
+func (d *demo) bake(ctx context.Context) error {
+	vars := d.bakeVars()
+	var id string
+	var err error
+	if d.packer != "" {
+		id, err = d.bakeWithPacker(ctx, vars, d.sourceOverrides(), d.provisionerOverrides())
+	} else {
+		id, err = d.bakeThroughProtocol(ctx, vars)
+	}
 	if err != nil {
-		return fmt.Errorf("builder Run through the plugin: %w", err)
+		return err
 	}
-	if art == nil {
-		return errors.New("the build produced no artifact")
-	}
-	id := art.Id()
 	fmt.Printf("    artifact: %s\n", id)
 	for _, p := range strings.Split(id, ",") {
 		if r, ami, ok := strings.Cut(p, ":"); ok && r == region {
@@ -249,6 +228,56 @@ func (d *demo) bake(ctx context.Context) error {
 		return fmt.Errorf("no AMI in %s in artifact %q", region, id)
 	}
 	return nil
+}
+
+// bakeThroughProtocol is what Packer core does with the example, done by
+// the demo itself over the plugin protocol: decode the source block, apply
+// the overrides, Prepare and Run the builder, whose provision hook runs the
+// provisioner plugin (provisionHook).
+func (d *demo) bakeThroughProtocol(ctx context.Context, vars map[string]cty.Value) (string, error) {
+	tmpl, err := plugintest.ParseTemplate(d.file, d.src, vars)
+	if err != nil {
+		return "", err
+	}
+	body, err := tmpl.SourceBody("elasticsearch-ami", "node")
+	if err != nil {
+		return "", err
+	}
+	pbody, err := tmpl.ProvisionerBody("elasticsearch-node")
+	if err != nil {
+		return "", err
+	}
+	client, stop, err := plugintest.StartPlugin(d.bin, "builder", "ami")
+	if err != nil {
+		return "", err
+	}
+	defer stop()
+	b := client.Builder()
+	val, diags := hcldec.Decode(body, hcldec.ObjectSpec(b.ConfigSpec()), tmpl.Ctx)
+	if diags.HasErrors() {
+		return "", diags
+	}
+	fmt.Println("    the example's source block as written, except:")
+	if val, err = apply("source", val, d.sourceOverrides()); err != nil {
+		return "", err
+	}
+	_, warns, err := b.Prepare(val, plugintest.PackerVars("elasticsearch-ami"))
+	for _, w := range warns {
+		fmt.Println("    warning:", w)
+	}
+	if err != nil {
+		return "", fmt.Errorf("builder Prepare: %w", err)
+	}
+	h := &provisionHook{bin: d.bin, body: pbody, ctx: tmpl.Ctx, overrides: d.provisionerOverrides()}
+	ui := &packersdk.BasicUi{Reader: os.Stdin, Writer: indent{os.Stdout}, ErrorWriter: indent{os.Stderr}}
+	art, err := b.Run(ctx, ui, &plugintest.ProvisionHook{Provision: h.provision})
+	if err != nil {
+		return "", fmt.Errorf("builder Run through the plugin: %w", err)
+	}
+	if art == nil {
+		return "", errors.New("the build produced no artifact")
+	}
+	return art.Id(), nil
 }
 
 // indent prefixes the plugin's UI lines so they read as part of a step.

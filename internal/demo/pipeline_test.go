@@ -29,7 +29,7 @@ func TestE2EDemoPipeline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	reports := t.TempDir()
-	if err := run(ctx, plugintest.Binary(t), "../../example.pkr.hcl", reports, false); err != nil {
+	if err := run(ctx, plugintest.Binary(t), "", "../../example.pkr.hcl", reports, false); err != nil {
 		t.Fatalf("demo pipeline: %v", err)
 	}
 	for _, f := range []string{"report.txt", "report.json", "report.sarif", "report.xml", "report.html"} {
@@ -70,7 +70,7 @@ func TestE2EDemoInterruptCleansUp(t *testing.T) {
 		}
 	}
 	defer func() { beforeStep = nil }()
-	err := run(ctx, plugintest.Binary(t), "../../example.pkr.hcl", t.TempDir(), false)
+	err := run(ctx, plugintest.Binary(t), "", "../../example.pkr.hcl", t.TempDir(), false)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("run = %v, want the interruption", err)
 	}
