@@ -23,7 +23,6 @@ import (
 	"github.com/esbake/packer-plugin-elasticsearch/audit/transport"
 	"github.com/esbake/packer-plugin-elasticsearch/internal/plugintest"
 	"github.com/esbake/packer-plugin-elasticsearch/internal/testcloud"
-	"github.com/esbake/packer-plugin-elasticsearch/node/install/standin"
 )
 
 // auditDriftHeapFile is the operator's heap change the drift step writes;
@@ -84,18 +83,9 @@ func TestE2EAuditBakedNodeOnGuest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 
-	img, err := testcloud.EnsureImage(ctx, testcloud.CISImage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cloud := testcloud.New(t)
-	key := NewKey(t)
-	inst, err := cloud.Launch(ctx, testcloud.LaunchSpec{Image: img, AuthorizedKey: key.Authorized,
-		Tags: map[string]string{"es_cluster": clusterTag}, SubnetCIDR: cloud.Subnet().String(),
-		BootTimeout: guestBootTimeout})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// SubnetCIDR is left to the cloud: IMDS serves the bridge's real subnet.
+	cloud, inst, key := launchGuest(t, ctx, testcloud.CISImage, testcloud.LaunchSpec{
+		Tags: map[string]string{"es_cluster": clusterTag}, BootTimeout: guestBootTimeout})
 	sh := func(cmd string) string {
 		t.Helper()
 		out, err := inst.Exec(ctx, cmd)
@@ -106,12 +96,7 @@ func TestE2EAuditBakedNodeOnGuest(t *testing.T) {
 	}
 
 	// Bake exactly as TestE2EProvisionerBakesNodeOnGuest does.
-	dir := t.TempDir()
-	arts, err := standin.Build(dir, esVersion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mirror := ServeDir(t, cloud, dir)
+	arts, mirror := ServeStandins(t, cloud, esVersion)
 	prov := plugintest.Start(t, plugintest.Binary(t), "provisioner", "node").Provisioner()
 	if err := prov.Prepare(bakeConfig(arts, mirror), plugintest.PackerVars("elasticsearch-ami")); err != nil {
 		t.Fatalf("Prepare: %v", err)

@@ -120,12 +120,7 @@ func bakeNodeWith(t testing.TB, cloud *testcloud.Cloud, o bakeOptions) *baked {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	arts, err := standin.Build(dir, esVersion)
-	if err != nil {
-		t.Fatalf("build stand-ins: %v", err)
-	}
-	mirror := ServeDir(t, cloud, dir)
+	arts, mirror := ServeStandins(t, cloud, esVersion)
 	n := bakeNodeSpec(arts, mirror)
 	if o.Spec != nil {
 		o.Spec(n)

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,8 +13,6 @@ import (
 	"github.com/esbake/packer-plugin-elasticsearch/internal/plugintest"
 	"github.com/esbake/packer-plugin-elasticsearch/internal/testcloud"
 	"github.com/esbake/packer-plugin-elasticsearch/internal/testcloud/ec2emu"
-	"github.com/esbake/packer-plugin-elasticsearch/internal/testcloud/localcloud"
-	"github.com/esbake/packer-plugin-elasticsearch/node/install/standin"
 )
 
 // TestE2EBuilderBakesThroughSessionManager bakes with ssh_interface =
@@ -24,16 +21,6 @@ import (
 // SSH byte of the bake goes through that tunnel to the guest. No security
 // group is created and no session is left open.
 func TestE2EBuilderBakesThroughSessionManager(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", testAccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", testSecretKey)
-	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_PROFILE", "")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	none := filepath.Join(t.TempDir(), "none")
-	t.Setenv("AWS_CONFIG_FILE", none)
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", none)
-
-	lc := localcloud.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	smp, err := testcloud.EnsureSessionManagerPlugin(ctx)
@@ -43,16 +30,8 @@ func TestE2EBuilderBakesThroughSessionManager(t *testing.T) {
 		}
 		t.Skipf("no session-manager-plugin (run scripts/install-deps.sh): %v", err)
 	}
-	if _, err := lc.RegisterBaseImages(ctx); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	arts, err := standin.Build(dir, esVersion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mirror := ServeDir(t, lc.Cloud(), dir)
-	bin := plugintest.Binary(t)
+	env := newLocalBuild(t, ctx)
+	lc, arts, mirror, bin := env.lc, env.arts, env.mirror, env.bin
 	srv := lc.Server()
 
 	// Right after launch the agent has not registered: the first

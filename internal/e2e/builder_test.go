@@ -64,8 +64,19 @@ func builderConfig(lc *localcloud.LocalCloud, amiName, ssmName string) map[strin
 // by nspawn guests), with the elasticsearch-node provisioner run from the
 // provision hook the way Packer core does, and checks the image really
 // carries the bake.
-func TestE2EBuilderBakesAMIOnLocalCloud(t *testing.T) {
-	// The plugin processes inherit the environment: set it before they start.
+// localBuild is what the builder tests share: a local cloud with its seed
+// images, the stand-ins served on its bridge and the plugin binary.
+type localBuild struct {
+	lc     *localcloud.LocalCloud
+	arts   *standin.Artifacts
+	mirror string
+	bin    string
+}
+
+// newLocalBuild sets test credentials in the environment first (the plugin
+// processes inherit it), so nothing can reach a real account.
+func newLocalBuild(t *testing.T, ctx context.Context) *localBuild {
+	t.Helper()
 	t.Setenv("AWS_ACCESS_KEY_ID", testAccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", testSecretKey)
 	t.Setenv("AWS_SESSION_TOKEN", "")
@@ -76,21 +87,21 @@ func TestE2EBuilderBakesAMIOnLocalCloud(t *testing.T) {
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", none)
 
 	lc := localcloud.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-	defer cancel()
 	if _, ok := lc.Server().DefaultNetwork(localRegion); !ok {
 		t.Fatalf("the emulator serves no %s: localRegion must be ec2emu's default region", localRegion)
 	}
 	if _, err := lc.RegisterBaseImages(ctx); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	arts, err := standin.Build(dir, esVersion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mirror := ServeDir(t, lc.Cloud(), dir)
-	bin := plugintest.Binary(t)
+	arts, mirror := ServeStandins(t, lc.Cloud(), esVersion)
+	return &localBuild{lc: lc, arts: arts, mirror: mirror, bin: plugintest.Binary(t)}
+}
+
+func TestE2EBuilderBakesAMIOnLocalCloud(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	env := newLocalBuild(t, ctx)
+	lc, arts, mirror, bin := env.lc, env.arts, env.mirror, env.bin
 	ec := emuEC2(t, lc)
 
 	// build runs the builder plugin with the node provisioner in the

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/esbake/packer-plugin-elasticsearch/internal/testcloud"
+	"github.com/esbake/packer-plugin-elasticsearch/node/install/standin"
 )
 
 // SafeBuffer is a bytes.Buffer for UI output written from RPC goroutines.
@@ -92,6 +93,36 @@ func ServeDir(t testing.TB, cloud *testcloud.Cloud, dir string) string {
 		_ = srv.Shutdown(ctx)
 	})
 	return "http://" + ln.Addr().String()
+}
+
+// ServeStandins builds the stand-in artifacts of Elasticsearch version and
+// serves them on the cloud's bridge; it returns them and the mirror URL.
+func ServeStandins(t testing.TB, cloud *testcloud.Cloud, version string) (*standin.Artifacts, string) {
+	t.Helper()
+	dir := t.TempDir()
+	arts, err := standin.Build(dir, version)
+	if err != nil {
+		t.Fatalf("build stand-ins: %v", err)
+	}
+	return arts, ServeDir(t, cloud, dir)
+}
+
+// launchGuest starts one guest from image in a new cloud, with a fresh
+// launch key (ls.Image and ls.AuthorizedKey are set here).
+func launchGuest(t *testing.T, ctx context.Context, image testcloud.ImageSpec, ls testcloud.LaunchSpec) (*testcloud.Cloud, *testcloud.Instance, Key) {
+	t.Helper()
+	img, err := testcloud.EnsureImage(ctx, image)
+	if err != nil {
+		t.Fatalf("image %s: %v", image.Variant, err)
+	}
+	cloud := testcloud.New(t)
+	key := NewKey(t)
+	ls.Image, ls.AuthorizedKey = img, key.Authorized
+	inst, err := cloud.Launch(ctx, ls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cloud, inst, key
 }
 
 // esVersion is the Elasticsearch release the guest tests bake (as stand-ins).

@@ -10,7 +10,6 @@ import (
 
 	"github.com/esbake/packer-plugin-elasticsearch/internal/plugintest"
 	"github.com/esbake/packer-plugin-elasticsearch/internal/testcloud"
-	"github.com/esbake/packer-plugin-elasticsearch/node/install/standin"
 	"github.com/esbake/packer-plugin-elasticsearch/spec"
 )
 
@@ -63,35 +62,21 @@ func TestE2EJavaES6OnGuest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 
-	start := time.Now()
-	img, err := testcloud.EnsureImage(ctx, javaImage)
-	if err != nil {
-		t.Fatalf("image with %s baked in: %v", javaPackage, err)
-	}
-	t.Logf("image %s ready in %s", img.Name, time.Since(start).Round(time.Second))
-	cloud := testcloud.New(t)
-	key := NewKey(t)
-	inst, err := cloud.Launch(ctx, testcloud.LaunchSpec{Image: img, AuthorizedKey: key.Authorized,
+	// The image with the JRE baked in is built once (minutes) and cached.
+	cloud, inst, key := launchGuest(t, ctx, javaImage, testcloud.LaunchSpec{
 		Tags: map[string]string{"es_cluster": clusterTag}, BootTimeout: guestBootTimeout})
-	if err != nil {
-		t.Fatal(err)
-	}
 	sh := guestShell(ctx, t, inst)
 	// The premise: the JRE comes from the image, so the bake needs no apt.
 	if v := sh(`dpkg-query -W -f='${Status}' ` + javaPackage + ` 2>&1 || true`); v != "install ok installed" {
 		t.Fatalf("%s is not installed in the image (%q); the test image build did not include it", javaPackage, v)
 	}
 
-	dir := t.TempDir()
-	arts, err := standin.Build(dir, es6Version)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := bakeConfig(arts, ServeDir(t, cloud, dir))
+	arts, mirror := ServeStandins(t, cloud, es6Version)
+	cfg := bakeConfig(arts, mirror)
 	cfg["elasticsearch"] = map[string]interface{}{"version": es6Version, "sha512": arts.Elasticsearch.SHA512}
 	cfg["java"] = map[string]interface{}{"package": javaPackage}
 
-	start = time.Now()
+	start := time.Now()
 	out, err := provisionOnGuest(ctx, t, inst, key, cfg)
 	if err != nil {
 		t.Fatalf("Provision: %v\noutput:\n%s", err, out)
@@ -150,27 +135,13 @@ func TestE2ERebootCheckOnGuest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 
-	img, err := testcloud.EnsureImage(ctx, testcloud.CISImage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cloud := testcloud.New(t)
-	key := NewKey(t)
 	// esnode-boot needs a cluster name at boot; the tag matches cluster.name.
-	inst, err := cloud.Launch(ctx, testcloud.LaunchSpec{Image: img, AuthorizedKey: key.Authorized,
+	cloud, inst, key := launchGuest(t, ctx, testcloud.CISImage, testcloud.LaunchSpec{
 		Tags: map[string]string{"es_cluster": clusterTag}, BootTimeout: guestBootTimeout})
-	if err != nil {
-		t.Fatal(err)
-	}
 	sh := guestShell(ctx, t, inst)
 	bootBefore := sh("cat /proc/sys/kernel/random/boot_id")
 
-	dir := t.TempDir()
-	arts, err := standin.Build(dir, esVersion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := bakeConfig(arts, ServeDir(t, cloud, dir))
+	cfg := bakeConfig(ServeStandins(t, cloud, esVersion))
 	cfg["cluster"] = map[string]interface{}{"name": clusterTag}
 	cfg["reboot_check"] = true
 	cfg["reboot_timeout"] = "3m"

@@ -39,24 +39,9 @@ func TestE2EProvisionerBakesNodeOnGuest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
-	img, err := testcloud.EnsureImage(ctx, testcloud.CISImage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cloud := testcloud.New(t)
-	key := NewKey(t)
-	inst, err := cloud.Launch(ctx, testcloud.LaunchSpec{Image: img, AuthorizedKey: key.Authorized,
+	cloud, inst, key := launchGuest(t, ctx, testcloud.CISImage, testcloud.LaunchSpec{
 		Tags: map[string]string{"es_cluster": "aardvark-cluster"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	dir := t.TempDir()
-	arts, err := standin.Build(dir, esVersion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mirror := ServeDir(t, cloud, dir)
+	arts, mirror := ServeStandins(t, cloud, esVersion)
 
 	bin := plugintest.Binary(t)
 	provisionErr := func(t *testing.T) (string, error) {

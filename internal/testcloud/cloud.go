@@ -49,6 +49,45 @@ type Cloud struct {
 // RunDir is where clouds keep per-run state: <cache>/run.
 func RunDir() string { return filepath.Join(CacheDir(), "run") }
 
+// hostRunDir holds what must be host-wide whatever ESBAKE_CACHE says: the
+// lock around reaping and choosing a subnet, and one liveness lock per
+// cloud. Network namespaces, links and subnets are host-wide, so a run
+// with another cache must see this run's clouds as alive.
+const hostRunDir = "/run/esbake-testcloud"
+
+// holdAlive takes cloud id's host-wide liveness lock for the cloud's
+// life; ok is false when another live cloud holds it.
+func holdAlive(id string) (release func(), ok bool, err error) {
+	if err := os.MkdirAll(hostRunDir, 0o755); err != nil {
+		return nil, false, fmt.Errorf("create %s: %w", hostRunDir, err)
+	}
+	f, err := os.OpenFile(filepath.Join(hostRunDir, id+".alive"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, false, fmt.Errorf("create cloud liveness lock: %w", err)
+	}
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		f.Close()
+		return nil, false, nil
+	}
+	fmt.Fprintf(f, "%d\n", os.Getpid())
+	return func() { _ = os.Remove(f.Name()); f.Close() }, true, nil
+}
+
+// aliveAnywhere reports whether a live process on this host holds cloud
+// id's liveness lock, whichever cache it runs with.
+func aliveAnywhere(id string) bool {
+	f, err := os.Open(filepath.Join(hostRunDir, id+".alive"))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		return true
+	}
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}
+
 // NewCloud creates a cloud: cleans leftovers of dead runs, then creates
 // the bridge. Needs root.
 func NewCloud(ctx context.Context, cfg Config) (*Cloud, error) {
@@ -62,7 +101,7 @@ func NewCloud(ctx context.Context, cfg Config) (*Cloud, error) {
 	// and choosing the subnet: otherwise a cloud starting in another
 	// process could take our run dir for a dead one before we lock it, or
 	// pick the same subnet.
-	unlock, err := LockFile(ctx, filepath.Join(RunDir(), ".lock"))
+	unlock, err := LockFile(ctx, filepath.Join(hostRunDir, "reap.lock"))
 	if err != nil {
 		return nil, err
 	}
@@ -71,35 +110,48 @@ func NewCloud(ctx context.Context, cfg Config) (*Cloud, error) {
 		return nil, fmt.Errorf("clean leftovers of a previous run: %w", err)
 	}
 	c := &Cloud{usedIPs: map[netip.Addr]bool{}}
+	var releaseAlive func()
 	for {
 		b := make([]byte, 2)
 		_, _ = rand.Read(b)
 		c.id = hex.EncodeToString(b)
+		release, ok, err := holdAlive(c.id)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue // a live cloud of another run has this id
+		}
 		c.dir = filepath.Join(RunDir(), c.id)
-		err := os.Mkdir(c.dir, 0o755)
+		err = os.Mkdir(c.dir, 0o755)
 		if err == nil {
+			releaseAlive = release
 			break
 		}
+		release()
 		if !os.IsExist(err) {
 			return nil, fmt.Errorf("create cloud dir: %w", err)
 		}
 	}
 	c.bridge = namePrefix + c.id + "br"
 	if err := os.Mkdir(filepath.Join(c.dir, "pids"), 0o755); err != nil {
+		releaseAlive()
 		return nil, fmt.Errorf("create cloud dir: %w", err)
 	}
 	// Held for the cloud's life: a run dir whose lock can be taken
 	// belongs to a dead process and may be reaped.
 	lf, err := os.OpenFile(filepath.Join(c.dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
+		releaseAlive()
 		return nil, fmt.Errorf("create cloud lock: %w", err)
 	}
 	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		lf.Close()
+		releaseAlive()
 		return nil, fmt.Errorf("lock cloud dir: %w", err)
 	}
 	fmt.Fprintf(lf, "%d\n", os.Getpid())
-	c.alive = func() { lf.Close() }
+	c.alive = func() { lf.Close(); releaseAlive() }
 
 	err = ensureNspawnRuntimeDir()
 	if err == nil {
@@ -332,7 +384,7 @@ func ReapLeftovers(ctx context.Context) error {
 	if err := os.MkdirAll(RunDir(), 0o755); err != nil {
 		return fmt.Errorf("create run dir: %w", err)
 	}
-	unlock, err := LockFile(ctx, filepath.Join(RunDir(), ".lock"))
+	unlock, err := LockFile(ctx, filepath.Join(hostRunDir, "reap.lock"))
 	if err != nil {
 		return err
 	}
@@ -395,7 +447,8 @@ func orphanIDs(ctx context.Context, live map[string]bool) []string {
 	}
 	var out []string
 	for id := range seen {
-		if !live[id] {
+		// Clouds of runs with another ESBAKE_CACHE have no run dir here.
+		if !live[id] && !aliveAnywhere(id) {
 			out = append(out, id)
 		}
 	}

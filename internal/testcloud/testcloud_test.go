@@ -523,6 +523,39 @@ func TestReapLeftovers(t *testing.T) {
 	assertNoTrace(t, id, dir)
 }
 
+// A run with another ESBAKE_CACHE has its own run dirs but shares the
+// host's namespaces and links: its reaping must leave a live cloud of this
+// run alone, and a cloud of this run must still be reaped once it is gone.
+func TestReapSparesLiveCloudsOfOtherCaches(t *testing.T) {
+	RequireHost(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := NewCloud(ctx, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if !linkExists(c.bridge) {
+		t.Fatalf("bridge %s missing", c.bridge)
+	}
+	t.Setenv("ESBAKE_CACHE", t.TempDir())
+	if err := ReapLeftovers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !linkExists(c.bridge) {
+		t.Fatalf("a run with another cache reaped the live cloud %s (bridge %s gone)", c.ID(), c.bridge)
+	}
+	// Dead: the liveness locks released, the bridge left behind as a
+	// crash would leave it.
+	c.alive()
+	if err := ReapLeftovers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if linkExists(c.bridge) {
+		t.Errorf("the bridge %s of a dead cloud survived reaping by a run with another cache", c.bridge)
+	}
+}
+
 // Clouds started together (parallel test packages) get their own subnet
 // and bridge, and reject addresses they cannot route.
 func TestCloudsAreIndependent(t *testing.T) {
