@@ -304,6 +304,13 @@ func removeTree(dir string) error {
 	if err := unmountUnder(dir); err != nil {
 		return err
 	}
+	// Never recurse into a mount: a bind of the host's /dev or /proc left
+	// behind would have the host's files deleted.
+	if left, err := mountsUnder(dir); err != nil {
+		return err
+	} else if len(left) > 0 {
+		return fmt.Errorf("not removing %s: %s is still mounted there; unmount it (umount -l) and retry", dir, strings.Join(left, ", "))
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("remove %s: %w", dir, err)
 	}

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // kernelScriptVersion is part of the kernel image's key: bump it when
@@ -104,13 +106,24 @@ func addKernel(ctx context.Context, r, suite, logPath string) (err error) {
 			_ = os.Remove(l)
 		}
 	}()
-	for _, m := range []struct{ src, dst, fstype string }{{"proc", "proc", "proc"}, {"sysfs", "sys", "sysfs"}, {"/dev", "dev", ""}} {
-		flags := uintptr(0)
-		if m.fstype == "" {
-			flags = syscall.MS_BIND | syscall.MS_REC
-		}
-		if err := syscall.Mount(m.src, filepath.Join(r, m.dst), m.fstype, flags, ""); err != nil {
+	for _, m := range []struct{ src, dst, fstype string }{{"proc", "proc", "proc"}, {"sysfs", "sys", "sysfs"}, {"tmpfs", "dev", "tmpfs"}} {
+		if err := syscall.Mount(m.src, filepath.Join(r, m.dst), m.fstype, 0, ""); err != nil {
 			return fmt.Errorf("kernel image: mount %s in the build chroot: %w", m.dst, err)
+		}
+	}
+	// The chroot gets its own /dev with the few nodes apt and the kernel
+	// packages use, not a bind of the host's: a package script (or a
+	// careless cleanup) deleting there must not touch the host's devices.
+	for _, n := range []struct {
+		name       string
+		major, min uint32
+	}{{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}} {
+		p := filepath.Join(r, "dev", n.name)
+		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(n.major, n.min))); err != nil {
+			return fmt.Errorf("kernel image: create /dev/%s in the build chroot: %w", n.name, err)
+		}
+		if err := os.Chmod(p, 0o666); err != nil { // mknod applies the umask
+			return fmt.Errorf("kernel image: %w", err)
 		}
 	}
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)

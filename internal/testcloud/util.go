@@ -78,9 +78,24 @@ func Requirements() []string {
 // unmountUnder lazily unmounts every mount point at or below dir, deepest
 // first (debootstrap leaves proc/sys mounts in a target it did not finish).
 func unmountUnder(dir string) error {
+	points, err := mountsUnder(dir)
+	if err != nil {
+		return err
+	}
+	var firstErr error
+	for i := len(points) - 1; i >= 0; i-- {
+		if err := syscall.Unmount(points[i], syscall.MNT_DETACH); err != nil && err != syscall.EINVAL && err != syscall.ENOENT && firstErr == nil {
+			firstErr = fmt.Errorf("unmount %s: %w", points[i], err)
+		}
+	}
+	return firstErr
+}
+
+// mountsUnder lists the mount points at or below dir, outermost first.
+func mountsUnder(dir string) ([]string, error) {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		return fmt.Errorf("read mountinfo: %w", err)
+		return nil, fmt.Errorf("read mountinfo: %w", err)
 	}
 	dir = filepath.Clean(dir)
 	var points []string
@@ -94,13 +109,7 @@ func unmountUnder(dir string) error {
 			points = append(points, mp)
 		}
 	}
-	var firstErr error
-	for i := len(points) - 1; i >= 0; i-- {
-		if err := syscall.Unmount(points[i], syscall.MNT_DETACH); err != nil && err != syscall.EINVAL && err != syscall.ENOENT && firstErr == nil {
-			firstErr = fmt.Errorf("unmount %s: %w", points[i], err)
-		}
-	}
-	return firstErr
+	return points, nil
 }
 
 func unescapeMount(s string) string {
