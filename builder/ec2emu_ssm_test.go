@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/packer-plugin-sdk/multistep"
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
@@ -29,39 +28,12 @@ func emuSSMBuilder(t *testing.T) (*Builder, *ec2emu.Server, Driver) {
 		}
 		t.Skipf("no session-manager-plugin (run scripts/install-deps.sh): %v", err)
 	}
-	isolateAWSEnv(t)
-	srv := ec2emu.New(ec2emu.Options{Regions: []string{"eu-west-2"}, AccountID: emuAccount,
-		PortAddress: func(string, int) (string, error) { return "", fmt.Errorf("stand-in: no guest behind this instance") }})
-	endpoint := srv.Start()
-	t.Cleanup(srv.Close)
-	if _, err := srv.AddImage(ec2emu.ImageSpec{Region: "eu-west-2", Name: "debian-12-amd64-20261101", Owner: "210987654321", CreationDate: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}); err != nil {
-		t.Fatal(err)
-	}
-	raw := validRaw()
-	delete(raw, "temporary_security_group_source_cidrs")
-	for k, v := range map[string]interface{}{
-		"source_ami_filter": map[string]interface{}{
-			"filters": map[string]interface{}{"name": "debian-12-amd64-*"}, "owners": []interface{}{"210987654321"}, "most_recent": true,
-		},
-		"ec2_endpoint": endpoint, "ssm_endpoint": endpoint, "sts_endpoint": endpoint,
-		"ssh_interface": "session_manager", "iam_instance_profile": "esbake-build", "session_manager_plugin_path": plugin,
-		"ssm_parameter_name": "/esbake/aardvark/ami",
-		"policy_gate":        map[string]interface{}{"enabled": false},
-		"polling":            map[string]interface{}{"max_attempts": 500},
-	} {
-		raw[k] = v
-	}
-	var b Builder
-	if _, _, err := b.Prepare(raw); err != nil {
-		t.Fatal(err)
-	}
-	b.config.Comm.Type = "none"
-	b.config.Polling.delay = 5 * time.Millisecond
-	d, err := NewDriver(t.Context(), &b.config.AccessConfig, WithMaxBackoff(5*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &b, srv, d
+	return emuBuilderWith(t, ec2emu.Options{Regions: []string{"eu-west-2"}, AccountID: emuAccount,
+		PortAddress: func(string, int) (string, error) { return "", fmt.Errorf("stand-in: no guest behind this instance") }},
+		map[string]interface{}{
+			"temporary_security_group_source_cidrs": nil,
+			"ssh_interface":                         "session_manager", "iam_instance_profile": "esbake-build", "session_manager_plugin_path": plugin,
+		})
 }
 
 func TestEmulatorSessionManagerBuild(t *testing.T) {

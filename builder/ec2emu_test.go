@@ -23,26 +23,45 @@ const emuAccount = "123456789012"
 
 func emuBuilder(t *testing.T) (*Builder, *ec2emu.Server, Driver) {
 	t.Helper()
+	return emuBuilderWith(t, ec2emu.Options{Regions: []string{"eu-west-2", "eu-west-1"}, DefaultRegion: "eu-west-2", AccountID: emuAccount, EventualConsistency: 1},
+		map[string]interface{}{
+			"ami_regions": []interface{}{"eu-west-1"}, "ami_users": []interface{}{"210987654321"},
+			"snapshot_tags": map[string]interface{}{"Cluster": "aardvark"},
+			"deprecate_at":  time.Now().Add(365 * 24 * time.Hour).UTC().Format(time.RFC3339),
+		})
+}
+
+// emuBuilderWith is a prepared builder and its driver against a started
+// emulator with one Debian source image: validRaw with the emulator's
+// endpoints, a publish parameter, the gate off and settings on top
+// (a nil value removes the key).
+func emuBuilderWith(t *testing.T, opts ec2emu.Options, settings map[string]interface{}) (*Builder, *ec2emu.Server, Driver) {
+	t.Helper()
 	isolateAWSEnv(t)
-	srv := ec2emu.New(ec2emu.Options{Regions: []string{"eu-west-2", "eu-west-1"}, DefaultRegion: "eu-west-2", AccountID: emuAccount, EventualConsistency: 1})
+	srv := ec2emu.New(opts)
 	endpoint := srv.Start()
 	t.Cleanup(srv.Close)
 	if _, err := srv.AddImage(ec2emu.ImageSpec{Region: "eu-west-2", Name: "debian-12-amd64-20261101", Owner: "210987654321", CreationDate: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}); err != nil {
 		t.Fatal(err)
 	}
 	raw := validRaw()
-	raw["source_ami_filter"] = map[string]interface{}{
-		"filters": map[string]interface{}{"name": "debian-12-amd64-*"}, "owners": []interface{}{"210987654321"}, "most_recent": true,
-	}
 	for k, v := range map[string]interface{}{
+		"source_ami_filter": map[string]interface{}{
+			"filters": map[string]interface{}{"name": "debian-12-amd64-*"}, "owners": []interface{}{"210987654321"}, "most_recent": true,
+		},
 		"ec2_endpoint": endpoint, "ssm_endpoint": endpoint, "sts_endpoint": endpoint,
-		"ami_regions": []interface{}{"eu-west-1"}, "ami_users": []interface{}{"210987654321"},
-		"ssm_parameter_name": "/esbake/aardvark/ami", "snapshot_tags": map[string]interface{}{"Cluster": "aardvark"},
-		"deprecate_at": time.Now().Add(365 * 24 * time.Hour).UTC().Format(time.RFC3339),
-		"policy_gate":  map[string]interface{}{"enabled": false},
-		"polling":      map[string]interface{}{"max_attempts": 500},
+		"ssm_parameter_name": "/esbake/aardvark/ami",
+		"policy_gate":        map[string]interface{}{"enabled": false},
+		"polling":            map[string]interface{}{"max_attempts": 500},
 	} {
 		raw[k] = v
+	}
+	for k, v := range settings {
+		if v == nil {
+			delete(raw, k)
+		} else {
+			raw[k] = v
+		}
 	}
 	var b Builder
 	if _, _, err := b.Prepare(raw); err != nil {

@@ -329,6 +329,25 @@ func copyTree(ctx context.Context, src, dst string) error {
 	return nil
 }
 
+// runBuildCommand runs an image build step with its output in the build
+// log, in its own process group killed whole on cancel and dying with the
+// caller, so a crashed test leaves nothing writing into a temp dir the
+// next build removes. A failure carries the log's tail.
+func runBuildCommand(cmd *exec.Cmd, logf *os.File, logPath string) error {
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	if err := cmd.Run(); err != nil {
+		tail, _ := os.ReadFile(logPath)
+		if len(tail) > 2000 {
+			tail = tail[len(tail)-2000:]
+		}
+		return fmt.Errorf("%w\n%s", err, tail)
+	}
+	return nil
+}
+
 func buildBase(ctx context.Context, rootfs, suite string, pkgs []string, logPath string) error {
 	mirror, err := DebianMirror(suite)
 	if err != nil {
@@ -348,19 +367,8 @@ func buildBase(ctx context.Context, rootfs, suite string, pkgs []string, logPath
 	defer logf.Close()
 	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--cache-dir="+debs,
 		"--include="+strings.Join(pkgs, ","), suite, rootfs, mirror)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	// Own process group, killed whole on cancel; dies with the caller, so
-	// a crashed test leaves no debootstrap writing into a temp dir the
-	// next build removes.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	if err := cmd.Run(); err != nil {
-		tail, _ := os.ReadFile(logPath)
-		if len(tail) > 2000 {
-			tail = tail[len(tail)-2000:]
-		}
-		return fmt.Errorf("debootstrap %s from %s failed (is the apt mirror reachable?): %w\n%s", suite, mirror, err, tail)
+	if err := runBuildCommand(cmd, logf, logPath); err != nil {
+		return fmt.Errorf("debootstrap %s from %s failed (is the apt mirror reachable?): %w", suite, mirror, err)
 	}
 	return customizeBase(ctx, rootfs)
 }

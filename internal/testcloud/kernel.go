@@ -146,16 +146,8 @@ func addKernel(ctx context.Context, r, suite, logPath string) (err error) {
 		append([]string{"apt-get", "-q", "-y", "--no-install-recommends", "-o", "Dpkg::Options::=--force-confold", "install"}, kernelPackages...),
 	} {
 		cmd := exec.CommandContext(ctx, "chroot", append([]string{r}, args...)...)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-		if err := cmd.Run(); err != nil {
-			tail, _ := os.ReadFile(logPath)
-			if len(tail) > 2000 {
-				tail = tail[len(tail)-2000:]
-			}
-			return fmt.Errorf("kernel image: %s in the chroot failed (is the apt mirror %s reachable?): %w\n%s", strings.Join(args, " "), mirror, err, tail)
+		if err := runBuildCommand(cmd, logf, logPath); err != nil {
+			return fmt.Errorf("kernel image: %s in the chroot failed (is the apt mirror %s reachable?): %w", strings.Join(args, " "), mirror, err)
 		}
 	}
 	if err := syscall.Unmount(archives, syscall.MNT_DETACH); err != nil {
