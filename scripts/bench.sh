@@ -8,9 +8,10 @@ out=docs/benchmarks.md
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-declare -a names=(P1 P2 P3 eval launch vm)
+declare -a names=(P1 provision P2 P3 eval launch vm)
 declare -A cmds=(
   [P1]="go test -run '^\$' -bench BenchmarkE2EBootVersusInstall -benchtime=1x -count=3 ./internal/e2e/"
+  [provision]="go test -run '^\$' -bench BenchmarkE2EProvisionWholeNode -benchtime=3x ./internal/e2e/"
   [P2]="go test -run '^\$' -bench BenchmarkFleet1000 -benchtime=1x -count=2 ./audit/"
   [P3]="go test -run '^\$' -bench BenchmarkP3EngineVersusConftest -benchtime=3x ./audit/eval/"
   [eval]="go test -run '^\$' -bench '^BenchmarkEvaluate\$' -benchmem ./audit/eval/"
@@ -19,6 +20,7 @@ declare -A cmds=(
 )
 declare -A titles=(
   [P1]="P1: per-boot config (esnode boot) versus a whole install (esnode install) on the same kind of guest"
+  [provision]="Provisioning a whole node: elasticsearch-node through the plugin protocol and SSH on a fresh CIS-like guest"
   [P2]="P2: audit of 1,000 nodes over SSH, 10 % of them dead, slow or hostile (wall time, peak RSS)"
   [P3]="P3: policy evaluation throughput, our prepared OPA query versus conftest on the same inputs and policies"
   [eval]="Policy evaluation of one realistic facts document"

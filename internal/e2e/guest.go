@@ -109,7 +109,7 @@ func ServeStandins(t testing.TB, cloud *testcloud.Cloud, version string) (*stand
 
 // launchGuest starts one guest from image in a new cloud, with a fresh
 // launch key (ls.Image and ls.AuthorizedKey are set here).
-func launchGuest(t *testing.T, ctx context.Context, image testcloud.ImageSpec, ls testcloud.LaunchSpec) (*testcloud.Cloud, *testcloud.Instance, Key) {
+func launchGuest(t testing.TB, ctx context.Context, image testcloud.ImageSpec, ls testcloud.LaunchSpec) (*testcloud.Cloud, *testcloud.Instance, Key) {
 	t.Helper()
 	img, err := testcloud.EnsureImage(ctx, image)
 	if err != nil {

@@ -28,7 +28,7 @@ var javaImage = testcloud.ImageSpec{Variant: testcloud.VariantCIS, ExtraPackages
 // provisionOnGuest drives elasticsearch-node through the plugin protocol with
 // cfg against inst over the SDK's SSH communicator, as Packer would, and
 // returns the UI output.
-func provisionOnGuest(ctx context.Context, t *testing.T, inst *testcloud.Instance, key Key, cfg map[string]interface{}) (string, error) {
+func provisionOnGuest(ctx context.Context, t testing.TB, inst *testcloud.Instance, key Key, cfg map[string]interface{}) (string, error) {
 	t.Helper()
 	prov := plugintest.Start(t, plugintest.Binary(t), "provisioner", "node").Provisioner()
 	if err := prov.Prepare(cfg, plugintest.PackerVars("elasticsearch-ami")); err != nil {

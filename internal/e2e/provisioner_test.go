@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"log"
 	"os"
 	"strings"
 	"testing"
@@ -154,4 +156,36 @@ func TestE2EProvisionerBakesNodeOnGuest(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "ES-SEC-004") {
 		t.Fatalf("a world-writable /etc/elasticsearch passed the policy gate: err=%v\n%s", err, out)
 	}
+}
+
+// BenchmarkE2EProvisionWholeNode is the provisioning time of a whole node:
+// elasticsearch-node through the plugin protocol and the SDK's SSH
+// communicator on a fresh CIS-like guest (upload of esnode and the spec,
+// esnode install of Elasticsearch, discovery-ec2, ElasticHQ and the
+// CloudWatch agent from stand-ins, the policy gate). provision-s/op is
+// that wall time; the guest's launch is not counted.
+func BenchmarkE2EProvisionWholeNode(b *testing.B) {
+	testcloud.RequireHost(b)
+	// The SDK's SSH communicator logs on the standard logger, which would
+	// split the benchmark's result line.
+	log.SetOutput(io.Discard)
+	b.Cleanup(func() { log.SetOutput(os.Stderr) })
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		cloud, inst, key := launchGuest(b, ctx, testcloud.CISImage, testcloud.LaunchSpec{
+			Tags: map[string]string{"es_cluster": clusterTag}, BootTimeout: guestBootTimeout})
+		cfg := bakeConfig(ServeStandins(b, cloud, esVersion))
+		start := time.Now()
+		out, err := provisionOnGuest(ctx, b, inst, key, cfg)
+		total += time.Since(start)
+		cancel()
+		if err != nil {
+			b.Fatalf("Provision: %v\n%s", err, out)
+		}
+		if !strings.Contains(out, "Policy gate passed") {
+			b.Fatalf("the provisioner did not reach its policy gate:\n%s", out)
+		}
+	}
+	b.ReportMetric(total.Seconds()/float64(b.N), "provision-s/op")
 }
