@@ -166,7 +166,7 @@ func EnsureImage(ctx context.Context, spec ImageSpec) (*Image, error) {
 	// A directory without meta is the leftover of an older, non-atomic
 	// layout or a manual copy: replace it.
 	if _, err := os.Stat(final); err == nil {
-		if err := removeTree(final); err != nil {
+		if err := RemoveTree(final); err != nil {
 			return nil, err
 		}
 	}
@@ -177,7 +177,7 @@ func EnsureImage(ctx context.Context, spec ImageSpec) (*Image, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			_ = removeTree(tmp)
+			_ = RemoveTree(tmp)
 		}
 	}()
 	rootfs := filepath.Join(tmp, "rootfs")
@@ -272,7 +272,7 @@ func removeStaleTemps(dir, prefix string) error {
 	for _, e := range ents {
 		if strings.HasPrefix(e.Name(), prefix) {
 			killProcessesUsing(filepath.Join(dir, e.Name()))
-			if err := removeTree(filepath.Join(dir, e.Name())); err != nil {
+			if err := RemoveTree(filepath.Join(dir, e.Name())); err != nil {
 				return err
 			}
 		}
@@ -298,9 +298,9 @@ func killProcessesUsing(dir string) {
 	}
 }
 
-// removeTree unmounts anything left mounted below dir (an interrupted
+// RemoveTree unmounts anything left mounted below dir (an interrupted
 // debootstrap leaves proc and sys mounted in its target) and removes it.
-func removeTree(dir string) error {
+func RemoveTree(dir string) error {
 	if err := unmountUnder(dir); err != nil {
 		return err
 	}

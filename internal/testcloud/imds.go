@@ -130,50 +130,19 @@ func (c IMDSConfig) mockConfig() ([]byte, error) {
 	return json.MarshalIndent(cfg, "", "  ")
 }
 
-var mockInstallMu sync.Mutex
-
 // EnsureMetadataMock returns the path of an ec2-metadata-mock binary:
 // $ESBAKE_EC2_METADATA_MOCK if set, else <cache>/bin/ec2-metadata-mock,
 // installed with `go install` (from the Go module proxy) when missing.
 func EnsureMetadataMock(ctx context.Context) (string, error) {
-	if p := os.Getenv("ESBAKE_EC2_METADATA_MOCK"); p != "" {
-		return p, nil
-	}
-	bin := filepath.Join(CacheDir(), "bin")
-	p := filepath.Join(bin, "ec2-metadata-mock")
-	mockInstallMu.Lock()
-	defer mockInstallMu.Unlock()
-	if _, err := os.Stat(p); err == nil {
-		return p, nil
-	}
-	if err := os.MkdirAll(bin, 0o755); err != nil {
-		return "", fmt.Errorf("create %s: %w", bin, err)
-	}
-	unlock, err := LockFile(ctx, filepath.Join(bin, ".ec2-metadata-mock.lock"))
-	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	if _, err := os.Stat(p); err == nil {
-		return p, nil
-	}
-	// Install into a temporary GOBIN then rename, so a concurrent reader
-	// never sees a half-written binary.
-	tmp, err := os.MkdirTemp(bin, ".install-")
-	if err != nil {
-		return "", fmt.Errorf("create temp GOBIN: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	cmd := exec.CommandContext(ctx, "go", "install", MetadataMockModule)
-	cmd.Env = append(os.Environ(), "GOBIN="+tmp, "GOFLAGS=-mod=mod")
-	cmd.Dir = tmp // outside any module, so go.mod of the caller is not touched
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go install %s (needs the Go toolchain and the module proxy; or set ESBAKE_EC2_METADATA_MOCK to a binary): %w\n%s", MetadataMockModule, err, out)
-	}
-	if err := os.Rename(filepath.Join(tmp, "ec2-metadata-mock"), p); err != nil {
-		return "", fmt.Errorf("install ec2-metadata-mock: %w", err)
-	}
-	return p, nil
+	return cachedTool(ctx, "ec2-metadata-mock", "ESBAKE_EC2_METADATA_MOCK", "", func(ctx context.Context, dir string) (string, error) {
+		cmd := exec.CommandContext(ctx, "go", "install", MetadataMockModule)
+		cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=-mod=mod")
+		cmd.Dir = dir // outside any module, so go.mod of the caller is not touched
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("go install %s (needs the Go toolchain and the module proxy; or set ESBAKE_EC2_METADATA_MOCK to a binary): %w\n%s", MetadataMockModule, err, out)
+		}
+		return filepath.Join(dir, "ec2-metadata-mock"), nil
+	})
 }
 
 // imdsServer is one running metadata service: an ec2-metadata-mock
@@ -224,7 +193,7 @@ func startIMDSServer(ctx context.Context, cfg IMDSConfig, dir string, pidFile st
 	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freeLoopbackPort()
+		port, err := FreeLoopbackPort()
 		if err != nil {
 			logf.Close()
 			return nil, err
@@ -399,7 +368,8 @@ func (s *imdsServer) close() {
 	s.logFile.Close()
 }
 
-func freeLoopbackPort() (int, error) {
+// FreeLoopbackPort asks the kernel for a free port on 127.0.0.1.
+func FreeLoopbackPort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("find a free loopback port: %w", err)

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -19,6 +20,63 @@ func CacheDir() string {
 		return d
 	}
 	return "/var/cache/esbake"
+}
+
+var toolInstallMu sync.Mutex
+
+// cachedTool returns <cache>/bin/name: the binary envVar names if set,
+// else the cached one, else one made by build in a scratch dir inside
+// bin and renamed into place (a concurrent reader never sees it half
+// written). With a key, a binary cached for another key is rebuilt;
+// scripts/install-deps.sh writes the same .name.key files.
+func cachedTool(ctx context.Context, name, envVar, key string, build func(ctx context.Context, dir string) (string, error)) (string, error) {
+	if p := os.Getenv(envVar); p != "" {
+		return p, nil
+	}
+	bin := filepath.Join(CacheDir(), "bin")
+	p := filepath.Join(bin, name)
+	keyFile := filepath.Join(bin, "."+name+".key")
+	fresh := func() bool {
+		if _, err := os.Stat(p); err != nil {
+			return false
+		}
+		k, err := os.ReadFile(keyFile)
+		return key == "" || err == nil && strings.TrimSpace(string(k)) == key
+	}
+	toolInstallMu.Lock()
+	defer toolInstallMu.Unlock()
+	if fresh() {
+		return p, nil
+	}
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return "", fmt.Errorf("create %s: %w", bin, err)
+	}
+	unlock, err := LockFile(ctx, filepath.Join(bin, "."+name+".lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if fresh() {
+		return p, nil
+	}
+	tmp, err := os.MkdirTemp(bin, ".install-")
+	if err != nil {
+		return "", fmt.Errorf("create a scratch dir for %s: %w", name, err)
+	}
+	defer os.RemoveAll(tmp)
+	built, err := build(ctx, tmp)
+	if err != nil {
+		return "", err
+	}
+	if err := os.Rename(built, p); err != nil {
+		return "", fmt.Errorf("install %s: %w", name, err)
+	}
+	if key != "" {
+		if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o644); err != nil {
+			return "", fmt.Errorf("install %s: %w", name, err)
+		}
+	}
+	return p, nil
 }
 
 // LockFile takes an exclusive lock on path (created if needed), waiting

@@ -74,9 +74,12 @@ func BaseDisk(ctx context.Context) (*Disk, error) {
 		return d, nil
 	}
 	_ = os.RemoveAll(final)
+	// An interrupted build may have left its overlay of the image mounted.
 	olds, _ := filepath.Glob(filepath.Join(Dir(), "disks", ".tmp-"+key+"-*"))
 	for _, o := range olds {
-		_ = os.RemoveAll(o)
+		if err := testcloud.RemoveTree(o); err != nil {
+			return nil, err
+		}
 	}
 	tmp, err := os.MkdirTemp(filepath.Join(Dir(), "disks"), ".tmp-"+key+"-")
 	if err != nil {

@@ -96,7 +96,7 @@ func startQEMU(o qemuOpts) (*qemuProc, error) {
 	// The SSH port is picked free and then handed to QEMU: another process
 	// may take it in between, so a bind failure is retried.
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
+		port, err := testcloud.FreeLoopbackPort()
 		if err != nil {
 			return nil, err
 		}
@@ -259,15 +259,6 @@ func (p *qemuProc) saveState(ctx context.Context, path string) error {
 		p.kill()
 	}
 	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pick a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // overlay creates a qcow2 at path whose reads fall through to backing.

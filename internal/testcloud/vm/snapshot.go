@@ -120,10 +120,7 @@ func EnsureSnapshot(ctx context.Context, d *Disk) (*Snapshot, error) {
 		return nil, fmt.Errorf("settle the VM to snapshot: %w: %s", err, out)
 	}
 	// No connection may be open through slirp when the state is saved.
-	v.mu.Lock()
-	v.cli.Close()
-	v.cli = nil
-	v.mu.Unlock()
+	v.setClient(nil)
 	time.Sleep(500 * time.Millisecond)
 	state := filepath.Join(final, "state")
 	if err := p.saveState(bctx, state); err != nil {

@@ -262,10 +262,6 @@ func (v *VM) ConsoleTail(n int) string {
 
 // SSH connects as user with signer (the launch key, say).
 func (v *VM) SSH(ctx context.Context, user string, signer ssh.Signer) (*ssh.Client, error) {
-	return v.dial(ctx, user, signer)
-}
-
-func (v *VM) dial(ctx context.Context, user string, signer ssh.Signer) (*ssh.Client, error) {
 	addr := v.SSHAddr()
 	d := net.Dialer{Timeout: 10 * time.Second}
 	conn, err := d.DialContext(ctx, "tcp", addr)
@@ -297,14 +293,8 @@ func (v *VM) waitSSH(ctx context.Context) error {
 	v.mu.Unlock()
 	var last error
 	for {
-		c, err := v.dial(ctx, "root", v.mgmt)
+		_, err := v.client(ctx)
 		if err == nil {
-			v.mu.Lock()
-			if v.cli != nil {
-				v.cli.Close()
-			}
-			v.cli = c
-			v.mu.Unlock()
 			return nil
 		}
 		last = err
@@ -326,17 +316,24 @@ func (v *VM) client(ctx context.Context) (*ssh.Client, error) {
 	if c != nil {
 		return c, nil
 	}
-	c, err := v.dial(ctx, "root", v.mgmt)
+	c, err := v.SSH(ctx, "root", v.mgmt)
 	if err != nil {
 		return nil, err
 	}
+	v.setClient(c)
+	return c, nil
+}
+
+// setClient replaces the management connection (nil drops it), closing
+// the one it replaces.
+func (v *VM) setClient(c *ssh.Client) {
 	v.mu.Lock()
-	if v.cli != nil {
-		v.cli.Close()
-	}
+	old := v.cli
 	v.cli = c
 	v.mu.Unlock()
-	return c, nil
+	if old != nil && old != c {
+		old.Close()
+	}
 }
 
 func (v *VM) dropClient(c *ssh.Client) {
@@ -416,11 +413,8 @@ func (v *VM) Reboot(ctx context.Context) error {
 // WaitBoot waits until SSH answers from a boot other than oldBootID (a
 // reboot started from inside the guest).
 func (v *VM) WaitBoot(ctx context.Context, oldBootID string) error {
+	v.setClient(nil)
 	v.mu.Lock()
-	if v.cli != nil {
-		v.cli.Close()
-		v.cli = nil
-	}
 	p := v.proc
 	v.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, v.spec.BootTimeout)
@@ -433,12 +427,7 @@ func (v *VM) WaitBoot(ctx context.Context, oldBootID string) error {
 			return nil
 		}
 		if err != nil {
-			v.mu.Lock()
-			if v.cli != nil {
-				v.cli.Close()
-				v.cli = nil
-			}
-			v.mu.Unlock()
+			v.setClient(nil)
 		}
 		select {
 		case <-ctx.Done():
@@ -453,11 +442,8 @@ func (v *VM) WaitBoot(ctx context.Context, oldBootID string) error {
 // Close kills QEMU, stops the IMDS and removes the VM's files.
 func (v *VM) Close() error {
 	v.closeOnce.Do(func() {
+		v.setClient(nil)
 		v.mu.Lock()
-		if v.cli != nil {
-			v.cli.Close()
-			v.cli = nil
-		}
 		p := v.proc
 		v.mu.Unlock()
 		p.kill()
@@ -468,7 +454,6 @@ func (v *VM) Close() error {
 			v.closeErr = fmt.Errorf("remove VM dir: %w", err)
 		}
 		_ = os.Remove(filepath.Dir(v.dir)) // this process's run dir, once empty
-
 	})
 	return v.closeErr
 }
