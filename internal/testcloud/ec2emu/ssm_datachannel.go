@@ -230,7 +230,7 @@ func (dc *dataChannel) handleInput(m *clientMessage) error {
 	case payloadFlag:
 		if len(m.Payload) >= 4 && binary.BigEndian.Uint32(m.Payload) == flagTerminateSession {
 			dc.s.mu.Lock()
-			dc.s.terminateSession(dc.ss, dc.s.now())
+			dc.s.terminateSession(dc.ss)
 			dc.s.mu.Unlock()
 		}
 	}

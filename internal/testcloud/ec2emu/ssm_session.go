@@ -5,12 +5,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // Session Manager: StartSession, TerminateSession and ResumeSession over
@@ -45,7 +43,6 @@ type ssmSession struct {
 	port                                int
 	localPort                           string
 	status                              string
-	started, ended                      time.Time
 	seq                                 int64
 	dc                                  *dataChannel // the connected websocket, nil when none
 
@@ -79,13 +76,8 @@ type SessionInfo struct {
 func (s *Server) Sessions() []SessionInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	list := make([]*ssmSession, 0, len(s.sessions))
-	for _, ss := range s.sessions {
-		list = append(list, ss)
-	}
-	sort.Slice(list, func(i, j int) bool { return list[i].seq < list[j].seq })
-	out := make([]SessionInfo, 0, len(list))
-	for _, ss := range list {
+	out := make([]SessionInfo, 0, len(s.sessions))
+	for _, ss := range sortedBySeq(s.sessions, sessionSeq) {
 		out = append(out, SessionInfo{ID: ss.id, Region: ss.region, Target: ss.target, Document: ss.document,
 			Status: ss.status, Port: ss.port, DataChannels: ss.connects.Load(), Streams: ss.streams.Load(),
 			BytesToInstance: ss.bytesUp.Load(), BytesFromInstance: ss.bytesDown.Load(),
@@ -97,14 +89,15 @@ func (s *Server) Sessions() []SessionInfo {
 // sessionLeaks lists sessions nobody terminated; callers hold s.mu.
 func (s *Server) sessionLeaks(region string) []Leak {
 	var out []Leak
-	for _, ss := range s.sessions {
+	for _, ss := range sortedBySeq(s.sessions, sessionSeq) {
 		if ss.region == region && ss.status != SessionTerminated {
 			out = append(out, Leak{Region: region, ID: ss.id, Name: ss.target, State: ss.status})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return s.sessions[out[i].ID].seq < s.sessions[out[j].ID].seq })
 	return out
 }
+
+func sessionSeq(ss *ssmSession) int64 { return ss.seq }
 
 func (ss *ssmSession) lastError() string {
 	ss.errMu.Lock()
@@ -149,7 +142,7 @@ func (s *Server) dispatchSSMSession(req *request) (out any, aerr *apiError, ok b
 		}
 		// As on AWS, terminating an unknown or ended session is not an error.
 		if ss := s.sessions[in.SessionId]; ss != nil {
-			s.terminateSession(ss, req.now)
+			s.terminateSession(ss)
 		}
 		out = map[string]any{"SessionId": in.SessionId}
 	case "ResumeSession":
@@ -197,7 +190,7 @@ func (s *Server) startSession(req *request, target, doc string, params map[strin
 	}
 	ss := &ssmSession{id: s.newID("emu"), region: req.region.name, target: target, document: doc,
 		token: newSessionToken(), port: port, localPort: local, status: SessionConnected,
-		started: req.now, seq: s.nextSeq()}
+		seq: s.nextSeq()}
 	s.sessions[ss.id] = ss
 	return map[string]any{"SessionId": ss.id, "TokenValue": ss.token, "StreamUrl": s.streamURL(ss.id)}, nil
 }
@@ -209,11 +202,11 @@ func (s *Server) streamURL(id string) string {
 }
 
 // terminateSession ends ss and tells its client; callers hold s.mu.
-func (s *Server) terminateSession(ss *ssmSession, now time.Time) {
+func (s *Server) terminateSession(ss *ssmSession) {
 	if ss.status == SessionTerminated {
 		return
 	}
-	ss.status, ss.ended = SessionTerminated, now
+	ss.status = SessionTerminated
 	if dc := ss.dc; dc != nil {
 		ss.dc = nil
 		// Outside the lock: it writes to the websocket.
