@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -364,7 +365,12 @@ func ymlString(v any) string {
 	return fmt.Sprint(v)
 }
 
-func readBootState(t *testing.T, ctx context.Context, inst *testcloud.Instance) *boot.State {
+// guestExec is what both kinds of guest offer: a root shell command.
+type guestExec interface {
+	Exec(ctx context.Context, command string) (string, error)
+}
+
+func readBootState(t *testing.T, ctx context.Context, inst guestExec) *boot.State {
 	t.Helper()
 	out, err := inst.Exec(ctx, "cat "+boot.StatePath)
 	if err != nil {
@@ -378,15 +384,17 @@ func readBootState(t *testing.T, ctx context.Context, inst *testcloud.Instance) 
 }
 
 // fileSums lists the sha256 of every file boot.json says boot rendered, as
-// the guest has them now.
-func fileSums(t *testing.T, ctx context.Context, inst *testcloud.Instance, st *boot.State) string {
+// the guest has them now, and of the always paths.
+func fileSums(t *testing.T, ctx context.Context, inst guestExec, st *boot.State, always ...string) string {
 	t.Helper()
-	if len(st.Files) == 0 {
+	if len(st.Files) == 0 && len(always) == 0 {
 		t.Fatal("boot.json lists no rendered files")
 	}
-	var paths []string
+	paths := slices.Clone(always)
 	for _, f := range st.Files {
-		paths = append(paths, f.Path)
+		if !slices.Contains(always, f.Path) {
+			paths = append(paths, f.Path)
+		}
 	}
 	sort.Strings(paths)
 	out, err := inst.Exec(ctx, "sha256sum "+strings.Join(paths, " "))

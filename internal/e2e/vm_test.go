@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -74,7 +72,7 @@ func TestE2EBootOnVMKernel(t *testing.T) {
 	c.Close()
 
 	first := checkVMBoot(t, ctx, g, id)
-	sums := vmFileSums(t, ctx, g, first)
+	sums := fileSums(t, ctx, g, first, boot.ElasticsearchYML, boot.HeapFile)
 	if got := sh("cat /proc/sys/vm/max_map_count"); got != strconv.Itoa(vmMaxMapCount) {
 		t.Errorf("guest kernel vm.max_map_count = %s, want the spec's %d", got, vmMaxMapCount)
 	}
@@ -98,7 +96,7 @@ func TestE2EBootOnVMKernel(t *testing.T) {
 	if !second.BootedAt.After(first.BootedAt) {
 		t.Errorf("boot.json booted_at %s after the reboot, %s before: esnode boot did not run again", second.BootedAt, first.BootedAt)
 	}
-	if got := vmFileSums(t, ctx, g, second); got != sums {
+	if got := fileSums(t, ctx, g, second, boot.ElasticsearchYML, boot.HeapFile); got != sums {
 		t.Errorf("the reboot changed what boot rendered:\nbefore:\n%s\nafter:\n%s", sums, got)
 	}
 	if got := sh("cat /proc/sys/vm/max_map_count"); got != strconv.Itoa(vmMaxMapCount) {
@@ -133,34 +131,9 @@ func checkVMBoot(t *testing.T, ctx context.Context, g *vm.VM, id string) *boot.S
 	if f := strings.Fields(out); err != nil || len(f) != 2 || f[0] != "success" || f[1] == "0" {
 		t.Errorf("esnode-boot.service Result and start %q (%v), want success at this boot", out, err)
 	}
-	raw, err := g.Exec(ctx, "cat "+boot.StatePath)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, raw)
-	}
-	var st boot.State
-	if err := json.Unmarshal([]byte(raw), &st); err != nil {
-		t.Fatalf("%s: %v\n%s", boot.StatePath, err, raw)
-	}
+	st := readBootState(t, ctx, g)
 	if st.InstanceID != id || st.ClusterName != clusterTag || st.LocalIPv4 != testcloud.VMGuestIP {
 		t.Errorf("boot.json: instance %s cluster %s ip %s; IMDS serves %s %s %s", st.InstanceID, st.ClusterName, st.LocalIPv4, id, clusterTag, testcloud.VMGuestIP)
 	}
-	return &st
-}
-
-// vmFileSums lists sha256 of the files boot rendered, among them
-// elasticsearch.yml and the heap options.
-func vmFileSums(t *testing.T, ctx context.Context, g *vm.VM, st *boot.State) string {
-	t.Helper()
-	paths := []string{boot.ElasticsearchYML, boot.HeapFile}
-	for _, f := range st.Files {
-		if f.Path != boot.ElasticsearchYML && f.Path != boot.HeapFile {
-			paths = append(paths, f.Path)
-		}
-	}
-	sort.Strings(paths)
-	out, err := g.Exec(ctx, "sha256sum "+strings.Join(paths, " "))
-	if err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	return out
+	return st
 }

@@ -411,7 +411,8 @@ func (v *VM) Reboot(ctx context.Context) error {
 }
 
 // WaitBoot waits until SSH answers from a boot other than oldBootID (a
-// reboot started from inside the guest).
+// reboot started from inside the guest) and systemd has finished starting
+// it: sshd answers before networkd has configured the metadata NIC.
 func (v *VM) WaitBoot(ctx context.Context, oldBootID string) error {
 	v.setClient(nil)
 	v.mu.Lock()
@@ -424,6 +425,10 @@ func (v *VM) WaitBoot(ctx context.Context, oldBootID string) error {
 		id, err := v.BootID(ectx)
 		ecancel()
 		if err == nil && id != oldBootID && id != "" {
+			// "degraded" exits non-zero and still means done starting.
+			if _, err := v.Exec(ctx, "systemctl is-system-running --wait >/dev/null 2>&1 || true"); err != nil {
+				return fmt.Errorf("VM %s: wait for the new boot to settle: %w", v.id, err)
+			}
 			return nil
 		}
 		if err != nil {
