@@ -289,10 +289,15 @@ func (i indent) Write(p []byte) (int, error) {
 	return len(p), err
 }
 
-var userData = []string{
-	"",
-	"heap_percent=40\n",
-	"cluster_name: " + clusterTag + "\n",
+// demoNodes are the three nodes: their minimal userdata and the heap share
+// it must give them (the example's 50 %, or node 2's heap_percent).
+var demoNodes = []struct {
+	userData    string
+	heapPercent int
+}{
+	{"", 50},
+	{"heap_percent=40\n", 40},
+	{"cluster_name: " + clusterTag + "\n", 50},
 }
 
 // ensureKey creates the nodes' key pair once and keeps its private key in
@@ -318,7 +323,8 @@ func (d *demo) launch(ctx context.Context) error {
 	if err := d.ensureKey(ctx); err != nil {
 		return err
 	}
-	for i, ud := range userData {
+	for i, n := range demoNodes {
+		ud := n.userData
 		out, err := d.ec2.RunInstances(ctx, &ec2.RunInstancesInput{
 			ImageId: aws.String(d.ami), InstanceType: ec2types.InstanceTypeM6iLarge, MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
 			KeyName:  aws.String(keyName),

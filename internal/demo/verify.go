@@ -64,10 +64,6 @@ func (d *demo) checkImage(ctx context.Context) error {
 	return nil
 }
 
-// heapPercents is what each node's heap must be: the example's 50 %, or
-// node 2's userdata heap_percent=40.
-var heapPercents = []int{50, 40, 50}
-
 // checkNode checks the per-boot configuration esnode boot wrote on node
 // num against what the cloud says about the instance: network.host is its
 // private IP, the heap its share of its own memory, and the ES ports open
@@ -116,7 +112,7 @@ func (d *demo) checkNode(ctx context.Context, num int, id string) error {
 	if err != nil {
 		return fmt.Errorf("node %d: MemTotal %q: %w", num, memKB, err)
 	}
-	pct := heapPercents[num-1]
+	pct := demoNodes[num-1].heapPercent
 	wantMB := min(max(kb/1024*pct/100, spec.DefaultHeapMinMB), spec.DefaultHeapMaxMB)
 	heap, err := sh("grep -E '^-Xm[sx]' " + boot.HeapFile)
 	if err != nil {
