@@ -16,7 +16,7 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/multistep"
 )
 
-// tunnelSSM fakes the Session Manager calls of the SSM client.
+// tunnelSSM is a stand-in for the Session Manager calls of the SSM client.
 type tunnelSSM struct {
 	SSMAPI
 	mu         sync.Mutex
