@@ -2,49 +2,81 @@
 # every boot: Elasticsearch 8 with discovery-ec2, ElasticHQ and the CloudWatch
 # agent on a CIS-hardened Debian base image in eu-west-2.
 #
+#   cp checksums.pkrvars.hcl.example checksums.pkrvars.hcl   # then pin the real sums
 #   packer init example.pkr.hcl
 #   packer build -var-file=checksums.pkrvars.hcl example.pkr.hcl
 
 packer {
   required_plugins {
     elasticsearch = {
-      version = ">= 0.1.0"
+      version = "~> 0.1"
       source  = "github.com/esbake/elasticsearch"
     }
   }
 }
 
 variable "region" {
-  type    = string
-  default = "eu-west-2"
+  type        = string
+  default     = "eu-west-2"
+  description = "The AWS region to build in; the AMI and its SSM parameter are created there."
+  validation {
+    condition     = can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]+$", var.region))
+    error_message = "The region must be an AWS region code such as \"eu-west-2\"."
+  }
 }
 
 variable "cluster_name" {
-  type    = string
-  default = "aardvark-cluster"
+  type        = string
+  default     = "aardvark-cluster"
+  description = "The Elasticsearch cluster the image is for: tags, the SSM parameter path and cluster.name."
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9_-]{0,62}$", var.cluster_name))
+    error_message = "The cluster name must be 1 to 63 lower-case letters, digits, '-' or '_', starting with a letter or digit."
+  }
 }
 
 variable "elasticsearch_version" {
-  type    = string
-  default = "8.15.3"
+  type        = string
+  default     = "8.15.3"
+  description = "The Elasticsearch release to bake, MAJOR.MINOR.PATCH (6.8, 7.17, 8.x and 9.x are supported)."
+  validation {
+    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.elasticsearch_version))
+    error_message = "The Elasticsearch version must look like 8.15.3 (MAJOR.MINOR.PATCH, no leading v)."
+  }
 }
 
-# GitHub publishes no checksum for ElasticHQ's release archive: compute it once
-# with `curl -sL <url> | sha512sum` and keep it in checksums.pkrvars.hcl.
 variable "elastichq_sha512" {
-  type = string
+  type        = string
+  description = "SHA-512 (128 hex digits) of ElasticHQ's release archive. GitHub publishes none: compute it once with `curl -sL <url> | sha512sum` and keep it in checksums.pkrvars.hcl."
+  validation {
+    condition     = can(regex("^[0-9a-f]{128}$", var.elastichq_sha512))
+    error_message = "The elastichq_sha512 must be a SHA-512 in lower-case hex (128 characters), as sha512sum prints it."
+  }
 }
 
-# AWS signs the CloudWatch agent package but publishes no checksum: verify the
-# signature once, then pin its SHA-512 here.
 variable "cloudwatch_agent_sha512" {
-  type = string
+  type        = string
+  description = "SHA-512 (128 hex digits) of the CloudWatch agent package. AWS signs it but publishes no checksum: verify the .sig once, then pin its sha512sum here."
+  validation {
+    condition     = can(regex("^[0-9a-f]{128}$", var.cloudwatch_agent_sha512))
+    error_message = "The cloudwatch_agent_sha512 must be a SHA-512 in lower-case hex (128 characters), as sha512sum prints it."
+  }
 }
 
-# CIDR the build host connects from (SSH to the temporary instance).
 variable "builder_cidr" {
-  type    = string
-  default = "10.0.0.0/8"
+  type        = string
+  default     = "10.0.0.0/8"
+  description = "The CIDR the build host connects from: the temporary security group lets it reach the build instance's SSH port."
+  validation {
+    condition     = can(cidrhost(var.builder_cidr, 0))
+    error_message = "The builder_cidr must be a CIDR block such as \"10.0.0.0/8\"."
+  }
+}
+
+locals {
+  # One timestamp per build, safe in an AMI name (Packer's timestamp() is
+  # RFC 3339; the legacy {{timestamp}} is not needed).
+  timestamp = formatdate("YYYYMMDDhhmmss", timestamp())
 }
 
 source "elasticsearch-ami" "node" {
@@ -91,7 +123,7 @@ source "elasticsearch-ami" "node" {
   shutdown_behavior                     = "terminate"
   self_terminate_after                  = "2h"
 
-  ami_name        = "elasticsearch-${var.elasticsearch_version}-{{timestamp}}"
+  ami_name        = "elasticsearch-${var.elasticsearch_version}-${local.timestamp}"
   ami_description = "Elasticsearch ${var.elasticsearch_version} node for ${var.cluster_name}"
   imds_support    = "v2.0"
   tags = {
@@ -133,10 +165,11 @@ build {
       log_group = "/elasticsearch/${var.cluster_name}"
     }
 
+    # Nodes and clients span the VPC's AZs: a subnet is one AZ.
     firewall {
-      http_sources      = ["subnet"]
-      transport_sources = ["subnet"]
-      hq_sources        = ["subnet"]
+      http_sources      = ["vpc"]
+      transport_sources = ["vpc"]
+      hq_sources        = ["vpc"]
       ssh_sources       = ["vpc"]
     }
 
@@ -144,9 +177,22 @@ build {
       percent = 50
     }
 
+    # master_nodes: the auto-scaling group's first cluster starts with 3
+    # master-eligible nodes, which bootstrap it together through Parameter
+    # Store (docs/esnode.md, "Cluster formation"; the nodes' instance profile
+    # needs ssm:GetParameters and ssm:PutParameter on
+    # /esnode/bootstrap/<cluster>/*). Nodes launched later only join.
     cluster {
       name              = var.cluster_name
       discovery_tag_key = "es_cluster"
+      master_nodes      = 3
     }
+  }
+
+  # What was built, for the next stage of a pipeline: the AMI ids per region
+  # (artifact_id "region:ami-...,..."), the build time and the source.
+  post-processor "manifest" {
+    output     = "packer-manifest.json"
+    strip_path = true
   }
 }

@@ -13,8 +13,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/smithy-go/logging"
 
 	"github.com/esbake/packer-plugin-elasticsearch/audit/history"
 	"github.com/esbake/packer-plugin-elasticsearch/audit/probe"
@@ -40,6 +41,9 @@ const (
 	DefaultNodeTimeout = 60 * time.Second
 	DefaultFailOn      = "high"
 	DefaultStage       = "audit"
+	// DefaultMaxWaiverDays is how far ahead a waiver may expire before
+	// esaudit warns.
+	DefaultMaxWaiverDays = 180
 )
 
 // UsageError is a configuration mistake: exit code 2.
@@ -63,9 +67,11 @@ type EC2Discovery struct {
 // AWSConfig reaches the AWS APIs.
 type AWSConfig struct {
 	Region, Profile string
-	// EC2Endpoint and SSMEndpoint override the service endpoints (a VPC
-	// endpoint, or a test emulator).
-	EC2Endpoint, SSMEndpoint string
+	// EC2Endpoint, SSMEndpoint and S3Endpoint override the service endpoints
+	// (a VPC endpoint, or a test emulator; S3 then uses path-style addressing).
+	EC2Endpoint, SSMEndpoint, S3Endpoint string
+	// AutoScalingEndpoint overrides the Auto Scaling endpoint.
+	AutoScalingEndpoint string
 }
 
 // Engine evaluates the policies for one node; one prepared engine serves
@@ -73,6 +79,12 @@ type AWSConfig struct {
 type Engine interface {
 	Evaluate(ctx context.Context, in NodeInput) ([]report.Finding, error)
 	Catalogue() []report.Rule
+}
+
+// Skipper is an Engine that can tell which rules a node's input cannot
+// decide; they are reported as not evaluated.
+type Skipper interface {
+	NotEvaluated(in NodeInput) []report.NotEvaluated
 }
 
 // NodeInput is what a node's evaluation sees.
@@ -99,10 +111,12 @@ type Options struct {
 	Transport string
 	AWS       AWSConfig
 	// EC2API and SSMAPI replace the AWS clients (tests).
-	EC2API target.EC2API
-	SSMAPI transport.SSMAPI
-	SSH    transport.SSHConfig
-	SSM    transport.SSMConfig
+	EC2API         target.EC2API
+	AutoScalingAPI target.AutoScalingAPI
+	SSMAPI         transport.SSMAPI
+	S3API          transport.S3API
+	SSH            transport.SSHConfig
+	SSM            transport.SSMConfig
 	// Transports replace the built-in transports by name (tests).
 	Transports map[string]transport.Transport
 
@@ -115,9 +129,15 @@ type Options struct {
 	NoProbes bool
 	Probe    probe.Options
 
-	// PoliciesDir overrides the embedded policies; Stage selects rules.
-	PoliciesDir string
-	Stage       string
+	// PoliciesDirs are policy directories merged with the built-in
+	// policies (NoBuiltin: used alone); PoliciesDir is one more, for
+	// callers of the single-directory API. Stage selects rules.
+	PoliciesDirs []string
+	PoliciesDir  string
+	NoBuiltin    bool
+	Stage        string
+	// Rules, SkipRules, Packages and SkipPackages narrow the rules (globs).
+	Rules, SkipRules, Packages, SkipPackages []string
 	// Engine replaces the OPA engine (tests).
 	Engine                Engine
 	ExpectInstanceProfile bool
@@ -125,8 +145,15 @@ type Options struct {
 
 	// WaiversFile is a YAML waiver file.
 	WaiversFile string
+	// LenientWaivers turns unknown rule ids and selectors that match no
+	// node into warnings (errors otherwise).
+	LenientWaivers bool
+	// MaxWaiverDays warns about waivers expiring further ahead (0: never).
+	MaxWaiverDays int
 	// HistoryDir stores each run and diffs against the previous one.
 	HistoryDir string
+	// HistoryKeep keeps the newest N stored runs (0: all).
+	HistoryKeep int
 	// FailOn is the lowest failing severity. Default high.
 	FailOn string
 	// AllowNodeErrors: unreachable nodes do not fail the run (exit 0 when
@@ -140,11 +167,17 @@ type Options struct {
 	OutDir  string
 	Stdout  io.Writer
 
-	// Progress is called after each node (done, total).
+	// Category keeps SARIF uploads of several clusters apart
+	// (automationDetails.id); default: the nodes' es_cluster tag.
+	Category string
+
+	// Progress is called after each node (done, total), never concurrently.
 	Progress func(done, total int)
 	// Now is the clock (tests). Default time.Now.
 	Now         func() time.Time
 	ToolVersion string
+
+	warnings []string
 }
 
 // Result is the run's report document, the files written and the exit code.
@@ -171,16 +204,23 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		waivers = w
 	}
 	eng := opts.Engine
-	policiesSrc := "embedded"
+	src := PolicySource{Dirs: opts.PoliciesDirs, NoBuiltin: opts.NoBuiltin}
 	if opts.PoliciesDir != "" {
-		policiesSrc = opts.PoliciesDir
+		src.Dirs = append(src.Dirs, opts.PoliciesDir)
 	}
+	policiesSrc := src.String()
+	digest := ""
 	if eng == nil {
-		e, err := newEvalEngine(ctx, opts.PoliciesDir, opts.Stage)
+		e, err := newEvalEngine(ctx, src, opts.Stage, Selection{Rules: opts.Rules, SkipRules: opts.SkipRules, Packages: opts.Packages, SkipPackages: opts.SkipPackages})
 		if err != nil {
+			var ue *UsageError
+			if errors.As(err, &ue) {
+				return nil, err
+			}
 			return nil, fmt.Errorf("load policies (%s): %w", policiesSrc, err)
 		}
 		eng = e
+		digest = e.Digest()
 	}
 	targets, err := discover(ctx, &opts)
 	if err != nil {
@@ -211,11 +251,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		FailOn:          opts.FailOn,
 		AllowNodeErrors: opts.AllowNodeErrors,
 		Policies:        policiesSrc,
+		PoliciesDigest:  digest,
 		Rules:           eng.Catalogue(),
 		Nodes:           make([]report.Node, len(targets)),
 	}
 	// Bounded worker pool: at most Parallel nodes hold a connection and
-	// a parsed facts document at once.
+	// a parsed facts document at once. Each slot of res.Nodes is written
+	// by exactly one goroutine: the worker that received its index, or the
+	// dispatcher for indexes it never sent.
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -225,37 +268,60 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				res.Nodes[i] = auditNode(ctx, &opts, eng, transports, prober, waivers, targets[i])
+				n := auditNode(ctx, &opts, eng, transports, prober, waivers, targets[i])
 				mu.Lock()
+				res.Nodes[i] = n
 				done++
-				d := done
-				mu.Unlock()
 				if opts.Progress != nil {
-					opts.Progress(d, len(targets))
+					opts.Progress(done, len(targets))
 				}
+				mu.Unlock()
 			}
 		}()
 	}
-	for i := range targets {
+	sent := 0
+dispatch:
+	for sent < len(targets) {
 		select {
-		case jobs <- i:
+		case jobs <- sent:
+			sent++
 		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			for j := i; j < len(targets); j++ {
-				res.Nodes[j] = nodeError(targets[j], transport.KindTimeout, fmt.Errorf("not audited: run cancelled: %w", ctx.Err()), 0)
-			}
-			break
+			break dispatch
 		}
 	}
 	close(jobs)
 	wg.Wait()
+	for j := sent; j < len(targets); j++ {
+		res.Nodes[j] = nodeError(targets[j], transport.KindTimeout, fmt.Errorf("not audited: run cancelled: %w", ctx.Err()), 0)
+	}
 	res.FinishedAt = opts.Now().UTC()
+	if waivers != nil {
+		known := map[string]bool{}
+		for _, r := range res.Rules {
+			known[r.ID] = true
+		}
+		var wn []waiver.Node
+		for _, n := range res.Nodes {
+			wn = append(wn, waiver.Node{Name: n.Name, InstanceID: n.InstanceID, Tags: n.Tags})
+		}
+		problems, warns := waivers.Check(func(id string) bool { return known[id] }, wn, opts.Now(), opts.MaxWaiverDays)
+		selected := len(opts.Rules)+len(opts.SkipRules)+len(opts.Packages)+len(opts.SkipPackages) > 0
+		if len(problems) > 0 && !opts.LenientWaivers && !selected {
+			return nil, usagef("waiver file %s: %s (or pass --lenient-waivers to only warn)", opts.WaiversFile, strings.Join(problems, "; "))
+		}
+		res.Warnings = append(res.Warnings, problems...)
+		res.Warnings = append(res.Warnings, warns...)
+		for _, w := range waivers.Unused() {
+			res.UnusedWaivers = append(res.UnusedWaivers, report.UnusedWaiver{Rule: w.Rule, Nodes: w.Nodes, Line: w.Line})
+		}
+	}
+	res.Category = category(opts, res.Nodes)
+	res.Warnings = append(res.Warnings, opts.warnings...)
 	res.Summarize()
 
 	out := &Result{Report: res}
 	if opts.HistoryDir != "" {
-		prev, prevFile, err := history.Latest(opts.HistoryDir)
+		prev, prevFile, err := history.Latest(opts.HistoryDir, res.Category)
 		if err != nil {
 			return nil, err
 		}
@@ -267,6 +333,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, err
 		}
 		out.HistoryFile = p
+		if _, err := history.Prune(opts.HistoryDir, opts.HistoryKeep); err != nil {
+			return nil, err
+		}
 	}
 	switch {
 	case opts.Stdout == nil:
@@ -291,28 +360,44 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	return out, nil
 }
 
-// ExitCode is the process exit code for a finished run: 3 when no node could
-// be audited, 1 for violations at or above fail-on (or node errors without
-// AllowNodeErrors), else 0.
+// ExitCode is the process exit code for a finished run: 3 when a node
+// could not be audited (unless AllowNodeErrors and some node was), always
+// when esaudit itself ran out of file descriptors; 1 for violations at or
+// above fail-on; else 0.
 func ExitCode(r *report.Result) int {
 	s := r.Summary
+	for _, n := range r.Nodes {
+		if n.Status == report.NodeError && n.ErrorKind == KindLocalResources {
+			return ExitTool
+		}
+	}
 	switch {
 	case s.Nodes > 0 && s.NodesOK == 0:
 		return ExitTool
-	case s.FailingViolations > 0:
-		return ExitViolations
 	case s.NodeErrors > 0 && !r.AllowNodeErrors:
+		return ExitTool
+	case s.FailingViolations > 0:
 		return ExitViolations
 	}
 	return ExitCompliant
 }
 
 func (o *Options) defaults() error {
-	if o.Parallel <= 0 {
+	if o.Parallel < 0 {
+		return usagef("--parallel %d: give a number of nodes of 1 or more (default %d)", o.Parallel, DefaultParallel)
+	}
+	if o.NodeTimeout < 0 {
+		return usagef("--node-timeout %s: give a positive duration such as 90s or 2m (default %s)", o.NodeTimeout, DefaultNodeTimeout)
+	}
+	if o.Parallel == 0 {
 		o.Parallel = DefaultParallel
 	}
-	if o.NodeTimeout <= 0 {
+	if o.NodeTimeout == 0 {
 		o.NodeTimeout = DefaultNodeTimeout
+	}
+	if p, msg := capParallel(o.Parallel, openFileLimit()); msg != "" {
+		o.Parallel = p
+		o.warnings = append(o.warnings, msg)
 	}
 	if o.FailOn == "" {
 		o.FailOn = DefaultFailOn
@@ -339,6 +424,9 @@ func (o *Options) defaults() error {
 	default:
 		return usagef("--transport %q: use ssh or ssm", o.Transport)
 	}
+	if err := transport.ValidateSSMConfig(o.SSM); err != nil {
+		return &UsageError{Err: err}
+	}
 	if len(o.Formats) > 0 {
 		f, err := report.ParseFormats(o.Formats)
 		if err != nil {
@@ -353,6 +441,38 @@ func (o *Options) defaults() error {
 		return usagef("no nodes to audit: give --ec2-tag KEY=VALUE, --inventory FILE, --local or --facts FILE")
 	}
 	return nil
+}
+
+// clusterTagKey is the spec's default discovery tag key.
+const clusterTagKey = "es_cluster"
+
+// category is --sarif-category, else the cluster tag most nodes carry,
+// else the value of an --ec2-tag es_cluster=..., else "esaudit".
+func category(o Options, nodes []report.Node) string {
+	if o.Category != "" {
+		return o.Category
+	}
+	count := map[string]int{}
+	best := ""
+	for _, n := range nodes {
+		if v := n.Tags[clusterTagKey]; v != "" {
+			count[v]++
+			if count[v] > count[best] || count[v] == count[best] && v < best {
+				best = v
+			}
+		}
+	}
+	if best != "" {
+		return best
+	}
+	if o.EC2 != nil {
+		for _, t := range o.EC2.Tags {
+			if k, v, ok := strings.Cut(t, "="); ok && k == clusterTagKey && v != "" {
+				return v
+			}
+		}
+	}
+	return "esaudit"
 }
 
 func contains(l []string, s string) bool {
@@ -375,9 +495,21 @@ func discover(ctx context.Context, o *Options) ([]target.Target, error) {
 			}
 			tags[k] = v
 		}
+		// One AWS configuration (and one credential check) for EC2 and Auto Scaling.
+		var cfg *aws.Config
+		loadCfg := func() (aws.Config, error) {
+			if cfg == nil {
+				c, err := awsConfig(ctx, o.AWS)
+				if err != nil {
+					return aws.Config{}, err
+				}
+				cfg = &c
+			}
+			return *cfg, nil
+		}
 		api := o.EC2API
 		if api == nil {
-			cfg, err := awsConfig(ctx, o.AWS)
+			cfg, err := loadCfg()
 			if err != nil {
 				return nil, err
 			}
@@ -394,6 +526,7 @@ func discover(ctx context.Context, o *Options) ([]target.Target, error) {
 			}
 			return nil, err
 		}
+		addAutoScaling(ctx, o, ts, loadCfg)
 		all = append(all, ts...)
 	}
 	if o.Inventory != "" {
@@ -439,6 +572,9 @@ func awsConfig(ctx context.Context, a AWSConfig) (aws.Config, error) {
 	if a.Profile != "" {
 		lo = append(lo, config.WithSharedConfigProfile(a.Profile))
 	}
+	// esaudit reports AWS problems itself: the SDK's own log lines (such
+	// as "falling back to IMDSv1" off EC2) would only add noise.
+	lo = append(lo, config.WithLogger(logging.Nop{}))
 	cfg, err := config.LoadDefaultConfig(ctx, lo...)
 	if err != nil {
 		return aws.Config{}, &UsageError{Err: fmt.Errorf("load AWS configuration: %w: check --profile and --region", err)}
@@ -446,7 +582,23 @@ func awsConfig(ctx context.Context, a AWSConfig) (aws.Config, error) {
 	if cfg.Region == "" {
 		return aws.Config{}, usagef("no AWS region: pass --region or set AWS_REGION")
 	}
+	// Find missing credentials now, as a configuration error, rather than
+	// as a failed API call after discovery started.
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if _, err := cfg.Credentials.Retrieve(cctx); err != nil {
+		return aws.Config{}, &UsageError{Err: fmt.Errorf("no AWS credentials (%s): set AWS_PROFILE or --profile, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run on an instance with an instance profile", credCause(err))}
+	}
 	return cfg, nil
+}
+
+// credCause is the SDK's credential error without its wrapping noise.
+func credCause(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i > 0 && len(msg)-i < 200 {
+		return strings.TrimSpace(msg[i+2:])
+	}
+	return msg
 }
 
 func buildTransports(ctx context.Context, o *Options, ts []target.Target) (map[string]transport.Transport, []transport.Closer, error) {
@@ -468,26 +620,35 @@ func buildTransports(ctx context.Context, o *Options, ts []target.Target) (map[s
 		out[target.SSH] = s
 	}
 	if need[target.SSM] && out[target.SSM] == nil {
-		api := o.SSMAPI
+		api, s3api := o.SSMAPI, o.S3API
 		if api == nil {
 			cfg, err := awsConfig(ctx, o.AWS)
 			if err != nil {
 				return nil, closers, err
 			}
-			api = ssm.NewFromConfig(cfg, func(so *ssm.Options) {
-				if o.AWS.SSMEndpoint != "" {
-					so.BaseEndpoint = aws.String(o.AWS.SSMEndpoint)
-				}
-			})
+			sc, s3c := transport.NewSSMClients(cfg, o.AWS.SSMEndpoint, o.AWS.S3Endpoint)
+			api = sc
+			if s3api == nil {
+				s3api = s3c
+			}
 		}
 		sc := o.SSM
-		if sc.MaxConcurrency <= 0 {
-			sc.MaxConcurrency = o.Parallel
-		}
 		if sc.TimeoutSeconds <= 0 {
 			sc.TimeoutSeconds = int32(o.NodeTimeout / time.Second)
 		}
-		out[target.SSM] = transport.NewSSM(api, sc)
+		// Tag targets (one SendCommand for the fleet) only when every SSM node came
+		// from the tag discovery; other nodes are sent by instance id.
+		if o.EC2 != nil && o.Inventory == "" && len(o.Targets) == 0 && sc.Tags == nil {
+			sc.Tags = map[string]string{}
+			for _, t := range o.EC2.Tags {
+				if k, v, err := target.ParseTag(t); err == nil {
+					sc.Tags[k] = v
+				}
+			}
+		}
+		s := transport.NewSSM(api, s3api, sc)
+		closers = append(closers, s)
+		out[target.SSM] = s
 	}
 	if need[target.Local] && out[target.Local] == nil {
 		out[target.Local] = transport.Local{}
@@ -549,6 +710,12 @@ func auditNode(ctx context.Context, o *Options, eng Engine, trs map[string]trans
 		if nctx.Err() != nil && ctx.Err() == nil {
 			kind = transport.KindTimeout
 		}
+		if fdExhausted(err) {
+			// The auditor's limit, not the node's fault: say so, and fail
+			// the run even with --allow-node-errors (see ExitCode).
+			kind = KindLocalResources
+			err = fmt.Errorf("esaudit ran out of file descriptors (%w): the node was not audited; lower --parallel or raise the open-file limit (ulimit -n)", err)
+		}
 		return nodeError(t, kind, err, time.Since(start))
 	}
 	f, err := facts.Parse(raw)
@@ -567,6 +734,7 @@ func auditNode(ctx context.Context, o *Options, eng Engine, trs map[string]trans
 		in.AutoScaled = true
 	}
 	n = baseNode(t)
+	n.ConfigDir = f.Elasticsearch.ConfigDir
 	if prober != nil && t.Transport != target.File {
 		host := t.Host
 		if t.Transport == target.Local {
@@ -588,6 +756,18 @@ func auditNode(ctx context.Context, o *Options, eng Engine, trs map[string]trans
 		findings[i].Status = report.StatusViolation
 	}
 	waivers.Apply(waiver.Node{Name: t.Name, InstanceID: t.InstanceID, Tags: t.Tags}, findings, o.Now())
+	if sk, ok := eng.(Skipper); ok {
+		fired := map[string]bool{}
+		for _, f := range findings {
+			fired[f.RuleID] = true
+		}
+		// A rule that found something was evaluated well enough.
+		for _, ne := range sk.NotEvaluated(in) {
+			if !fired[ne.RuleID] {
+				n.NotEvaluated = append(n.NotEvaluated, ne)
+			}
+		}
+	}
 	n.Status = report.NodeOK
 	n.Findings = findings
 	if n.Findings == nil {
@@ -616,4 +796,27 @@ func specPorts(f *facts.Facts) ([]int, int) {
 		}
 	}
 	return []int{httpPort, transportPort, hqPort}, httpPort
+}
+
+// addAutoScaling reads the EC2 targets' Auto Scaling groups and hooks with
+// the auditor's credentials. Without them (no permission, no endpoint) the
+// rules that need them are reported as not evaluated, with a warning; the
+// audit goes on.
+func addAutoScaling(ctx context.Context, o *Options, ts []target.Target, loadCfg func() (aws.Config, error)) {
+	api := o.AutoScalingAPI
+	if api == nil {
+		cfg, err := loadCfg()
+		if err != nil {
+			o.warnings = append(o.warnings, "Auto Scaling not read: "+err.Error())
+			return
+		}
+		api = autoscaling.NewFromConfig(cfg, func(ao *autoscaling.Options) {
+			if o.AWS.AutoScalingEndpoint != "" {
+				ao.BaseEndpoint = aws.String(o.AWS.AutoScalingEndpoint)
+			}
+		})
+	}
+	if err := target.AddAutoScaling(ctx, api, ts); err != nil {
+		o.warnings = append(o.warnings, "Auto Scaling not read, its rules are not evaluated: "+err.Error())
+	}
 }

@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esbake/packer-plugin-elasticsearch/audit/internal/ghsarif"
 	"github.com/esbake/packer-plugin-elasticsearch/audit/report"
 	"github.com/esbake/packer-plugin-elasticsearch/facts"
+	"github.com/esbake/packer-plugin-elasticsearch/internal/docschema"
 )
 
 // seedFacts is a node as the original bootstrap script leaves it: CORS open
@@ -122,8 +124,23 @@ func TestRunRealPoliciesWaiversHistory(t *testing.T) {
 	if corsID == "" || !heap {
 		t.Fatalf("seed findings lack CORS or heap rules: %+v", seedNode.Findings)
 	}
-	if res.ExitCode != ExitViolations {
-		t.Errorf("exit code %d, want %d", res.ExitCode, ExitViolations)
+	if res.ExitCode != ExitTool {
+		t.Errorf("exit code %d, want %d (the junk node could not be audited)", res.ExitCode, ExitTool)
+	}
+	// The real policies' SARIF: schema-valid and accepted by GitHub (every
+	// result located in the repository, issue 15).
+	sarif, err := os.ReadFile(filepath.Join(out, "report.sarif"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := docschema.ValidateJSONSchema(sarif, "report/testdata/sarif-schema-2.1.0-rtm.5.json"); err != nil {
+		t.Error(err)
+	}
+	if errs := ghsarif.Check(sarif); len(errs) > 0 {
+		t.Errorf("GitHub would reject the SARIF of the seed node:\n%s", strings.Join(errs, "\n"))
+	}
+	if !strings.Contains(string(sarif), `"helpUri": "https://github.com/esbake/packer-plugin-elasticsearch/blob/main/docs/policies.md#es-net-005"`) {
+		t.Error("built-in rules must link to docs/policies.md anchors")
 	}
 	if len(res.Files) != 5 || !strings.Contains(stdout.String(), corsID) {
 		t.Errorf("files %v; table on stdout mentions %s: %v", res.Files, corsID, strings.Contains(stdout.String(), corsID))
@@ -158,13 +175,18 @@ func TestRunRealPoliciesWaiversHistory(t *testing.T) {
 	if r.Diff == nil || len(r.Diff.Fixed) == 0 {
 		t.Fatalf("second run must report fixes: %+v", r.Diff)
 	}
-	var heapFixed, corsFixed bool
+	var heapFixed, corsWaived bool
 	for _, e := range r.Diff.Fixed {
 		heapFixed = heapFixed || strings.Contains(pkgs[e.RuleID], "heap")
-		corsFixed = corsFixed || e.RuleID == corsID
 	}
-	if !heapFixed || !corsFixed {
-		t.Errorf("fixed = %+v (want the heap rule and the waived CORS rule)", r.Diff.Fixed)
+	for _, e := range r.Diff.Waived {
+		corsWaived = corsWaived || e.RuleID == corsID
+	}
+	if !heapFixed || !corsWaived {
+		t.Errorf("fixed = %+v, waived = %+v (want the heap rule fixed and CORS waived, not fixed)", r.Diff.Fixed, r.Diff.Waived)
+	}
+	if len(r.Diff.VanishedNodes) != 1 || r.Diff.VanishedNodes[0] != "junk" {
+		t.Errorf("the junk node is gone: vanished = %v", r.Diff.VanishedNodes)
 	}
 
 	// An expired waiver turns the finding back into a violation.
@@ -235,12 +257,66 @@ func TestExitCode(t *testing.T) {
 		{"medium below high", mk("high", false, ok, med), 0},
 		{"medium at medium", mk("medium", false, ok, med), 1},
 		{"waived critical", mk("low", false, waived), 0},
-		{"node error", mk("high", false, ok, bad), 1},
+		{"node error", mk("high", false, ok, bad), 3},
+		{"node error and violations", mk("medium", false, med, bad), 3},
 		{"node error allowed", mk("high", true, ok, bad), 0},
+		{"node error allowed, violations", mk("medium", true, med, bad), 1},
+		{"fd exhaustion even when allowed", mk("high", true, ok, report.Node{Name: "e", Status: report.NodeError, ErrorKind: KindLocalResources}), 3},
 		{"all nodes failed", mk("high", true, bad), 3},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s: exit %d, want %d", c.name, c.got, c.want)
+		}
+	}
+}
+
+// TestNotEvaluated: a rule whose facts are missing is reported as not
+// evaluated, naming the fact, in every format, instead of passing.
+func TestNotEvaluated(t *testing.T) {
+	dir := t.TempDir()
+	f := seedFacts("blind")
+	f.Errors = []facts.FactError{{Fact: "firewall", Error: "iptables-save: permission denied"}}
+	p := writeFacts(t, dir, "blind", f)
+	out := filepath.Join(dir, "out")
+	res, err := Run(context.Background(), Options{FactsFiles: []string{p}, Formats: []string{"table,json,sarif,junit,html"}, OutDir: out, FailOn: "critical"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := res.Report.Nodes[0]
+	got := map[string]report.NotEvaluated{}
+	for _, ne := range n.NotEvaluated {
+		got[ne.RuleID] = ne
+	}
+	if ne := got["ES-NET-002"]; len(ne.Missing) != 1 || ne.Missing[0] != "firewall" || !strings.Contains(ne.Reason, "permission denied") {
+		t.Errorf("firewall rule: %+v", ne)
+	}
+	if ne := got["ES-NET-003"]; !strings.Contains(ne.Reason, "security groups") {
+		t.Errorf("security-group rule without groups: %+v", ne)
+	}
+	if ne := got["ES-CLU-003"]; !strings.Contains(ne.Reason, "API") {
+		t.Errorf("snapshot rule without probes: %+v", ne)
+	}
+	for _, id := range []string{"ES-ASG-001", "ES-ASG-002"} {
+		if ne := got[id]; !strings.Contains(ne.Reason, "autoscaling:DescribeLifecycleHooks") {
+			t.Errorf("scale-in rule %s without Auto Scaling data: %+v", id, ne)
+		}
+	}
+	if _, ok := got["ES-NET-005"]; ok {
+		t.Error("CORS rule has its facts and fired: must not be 'not evaluated'")
+	}
+	if res.Report.Summary.NotEvaluated != len(n.NotEvaluated) {
+		t.Errorf("summary counts %d", res.Report.Summary.NotEvaluated)
+	}
+	for file, want := range map[string]string{
+		"report.txt":   "not evaluated",
+		"report.json":  `"not_evaluated": [`,
+		"report.sarif": `"id": "esaudit/not-evaluated"`,
+		"report.xml":   `<skipped message="not evaluated: fact firewall could not be collected: iptables-save: permission denied">`,
+		"report.html":  `class="c noteval"`,
+	} {
+		b, err := os.ReadFile(filepath.Join(out, file))
+		if err != nil || !strings.Contains(string(b), want) {
+			t.Errorf("%s lacks %q (%v)", file, want, err)
 		}
 	}
 }

@@ -14,7 +14,7 @@
 // wrong schema version, output over the size limit) is a node error in the
 // result, with a kind (unreachable, timeout, host-key, auth, sudo,
 // esnode-missing, command-failed, output-too-large, invalid-output,
-// evaluation); the run goes on and every node is accounted for.
+// agent-offline (SSM could not reach the node's agent), evaluation); the run goes on and every node is accounted for.
 //
 // # Exit codes
 //

@@ -101,18 +101,51 @@ type AccessConfig struct {
 	STSEndpoint string `mapstructure:"sts_endpoint" required:"false"`
 	// How many times an AWS call is retried after the first attempt when it
 	// is throttled or fails transiently, with exponential back-off (the
-	// SDK's standard retryer). Defaults to 8: the SDK's own default of 3
-	// attempts in total is too few for a build of a few hundred calls under
-	// throttling. Between 0 and 50; set -1 to disable retries.
+	// SDK's standard retryer). Unset or `0` means the default, 8 retries
+	// (the SDK's own 3 attempts in total are too few for a build of a few
+	// hundred calls under throttling); `1` to `50` sets the number; `-1`
+	// disables retries (one attempt per call).
 	MaxRetries int `mapstructure:"max_retries" required:"false"`
 	// Waiter settings for state changes.
 	Polling PollingConfig `mapstructure:"polling" required:"false"`
+	// Deprecated: amazon-ebs's name for `ec2_endpoint`, accepted with a
+	// warning. Use `ec2_endpoint`.
+	CustomEndpointEC2 string `mapstructure:"custom_endpoint_ec2" required:"false"`
+	// Deprecated: amazon-ebs's name for the `polling` block (same
+	// `delay_seconds` and `max_attempts`), accepted with a warning. Use
+	// `polling`.
+	AWSPolling PollingConfig `mapstructure:"aws_polling" required:"false"`
 	// Skip the STS GetCallerIdentity call that checks the credentials at the
 	// start of the build. Only useful against endpoints without STS.
 	SkipCredentialValidation bool `mapstructure:"skip_credential_validation" required:"false"`
 
 	// noRetries records that the user asked for no retries (-1).
 	noRetries bool
+}
+
+// prepareAliases maps amazon-ebs's names for access settings onto ours,
+// warning that they are deprecated; giving both names is an error.
+func (c *AccessConfig) prepareAliases() (warns []string, errs []error) {
+	if c.CustomEndpointEC2 != "" {
+		switch {
+		case c.EC2Endpoint == "":
+			c.EC2Endpoint = c.CustomEndpointEC2
+			warns = append(warns, "`custom_endpoint_ec2` is deprecated (amazon-ebs's name): it is used as `ec2_endpoint`; rename it to `ec2_endpoint`")
+		case c.EC2Endpoint != c.CustomEndpointEC2:
+			errs = append(errs, fmt.Errorf("both `ec2_endpoint` %q and its deprecated alias `custom_endpoint_ec2` %q are set: remove `custom_endpoint_ec2`", c.EC2Endpoint, c.CustomEndpointEC2))
+		default:
+			warns = append(warns, "`custom_endpoint_ec2` is deprecated (amazon-ebs's name) and repeats `ec2_endpoint`: remove it")
+		}
+	}
+	if c.AWSPolling.DelaySeconds != 0 || c.AWSPolling.MaxAttempts != 0 {
+		if c.Polling.DelaySeconds != 0 || c.Polling.MaxAttempts != 0 {
+			errs = append(errs, fmt.Errorf("both the `polling` block and its deprecated alias `aws_polling` are set: keep only `polling`"))
+		} else {
+			c.Polling.DelaySeconds, c.Polling.MaxAttempts = c.AWSPolling.DelaySeconds, c.AWSPolling.MaxAttempts
+			warns = append(warns, "the `aws_polling` block is deprecated (amazon-ebs's name): it is used as `polling`; rename it to `polling`")
+		}
+	}
+	return warns, errs
 }
 
 // Prepare applies defaults and validates the access settings.

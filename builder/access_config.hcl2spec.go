@@ -18,6 +18,8 @@ type FlatAccessConfig struct {
 	STSEndpoint              *string               `mapstructure:"sts_endpoint" required:"false" cty:"sts_endpoint" hcl:"sts_endpoint"`
 	MaxRetries               *int                  `mapstructure:"max_retries" required:"false" cty:"max_retries" hcl:"max_retries"`
 	Polling                  *FlatPollingConfig    `mapstructure:"polling" required:"false" cty:"polling" hcl:"polling"`
+	CustomEndpointEC2        *string               `mapstructure:"custom_endpoint_ec2" required:"false" cty:"custom_endpoint_ec2" hcl:"custom_endpoint_ec2"`
+	AWSPolling               *FlatPollingConfig    `mapstructure:"aws_polling" required:"false" cty:"aws_polling" hcl:"aws_polling"`
 	SkipCredentialValidation *bool                 `mapstructure:"skip_credential_validation" required:"false" cty:"skip_credential_validation" hcl:"skip_credential_validation"`
 }
 
@@ -41,6 +43,8 @@ func (*FlatAccessConfig) HCL2Spec() map[string]hcldec.Spec {
 		"sts_endpoint":               &hcldec.AttrSpec{Name: "sts_endpoint", Type: cty.String, Required: false},
 		"max_retries":                &hcldec.AttrSpec{Name: "max_retries", Type: cty.Number, Required: false},
 		"polling":                    &hcldec.BlockSpec{TypeName: "polling", Nested: hcldec.ObjectSpec((*FlatPollingConfig)(nil).HCL2Spec())},
+		"custom_endpoint_ec2":        &hcldec.AttrSpec{Name: "custom_endpoint_ec2", Type: cty.String, Required: false},
+		"aws_polling":                &hcldec.BlockSpec{TypeName: "aws_polling", Nested: hcldec.ObjectSpec((*FlatPollingConfig)(nil).HCL2Spec())},
 		"skip_credential_validation": &hcldec.AttrSpec{Name: "skip_credential_validation", Type: cty.Bool, Required: false},
 	}
 	return s

@@ -5,6 +5,7 @@ package builder
 
 import (
 	"fmt"
+	"net"
 	"regexp"
 	"strings"
 
@@ -40,6 +41,7 @@ type Config struct {
 // Prepare applies the defaults of every concern and validates them all,
 // returning every problem at once.
 func (c *Config) Prepare() (warns []string, errs []error) {
+	warns, errs = c.AccessConfig.prepareAliases()
 	errs = append(errs, c.AccessConfig.Prepare()...)
 	errs = append(errs, c.SourceAMIConfig.Prepare()...)
 	errs = append(errs, c.RunConfig.Prepare()...)
@@ -57,8 +59,8 @@ func (c *Config) Prepare() (warns []string, errs []error) {
 		warns = append(warns, "metadata_options.instance_metadata_tags is \"disabled\" on the build instance; esnode reads the cluster tags from IMDS at boot, so provisioning steps that call it will not see them")
 	}
 	for _, cidr := range c.TemporarySGSourceCidrs {
-		if cidr == "0.0.0.0/0" || cidr == "::/0" {
-			warns = append(warns, fmt.Sprintf("temporary_security_group_source_cidrs contains %s: the build instance's SSH port is open to the whole internet while the build runs", cidr))
+		if w := internetWide(cidr); w != "" {
+			warns = append(warns, fmt.Sprintf("temporary_security_group_source_cidrs contains %s: the build instance's SSH port is open to %s while the build runs", cidr, w))
 		}
 	}
 	if !c.PolicyGate.On() {
@@ -104,4 +106,25 @@ var TemplateFuncs = map[string]interface{}{
 	"clean_resource_name": func(s string) string {
 		return strings.TrimSpace(reCleanName.ReplaceAllString(s, "-"))
 	},
+}
+
+// internetWide says how much of the internet a CIDR admits: "the whole
+// internet" for any /0 (1.2.3.4/0 is 0.0.0.0/0 to AWS), "a large part of
+// the internet" for a prefix shorter than /8 (IPv4) or /32 (IPv6) that
+// holds public addresses, else "".
+func internetWide(cidr string) string {
+	ip, n, err := net.ParseCIDR(strings.TrimSpace(cidr))
+	if err != nil {
+		return ""
+	}
+	ones, bits := n.Mask.Size()
+	switch {
+	case ones == 0:
+		return "the whole internet"
+	case bits == 32 && ones < 8, bits == 128 && ones < 32:
+		if !n.IP.IsPrivate() && !ip.IsLoopback() {
+			return "a large part of the internet"
+		}
+	}
+	return ""
 }

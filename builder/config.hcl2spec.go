@@ -26,6 +26,8 @@ type FlatConfig struct {
 	STSEndpoint                       *string                  `mapstructure:"sts_endpoint" required:"false" cty:"sts_endpoint" hcl:"sts_endpoint"`
 	MaxRetries                        *int                     `mapstructure:"max_retries" required:"false" cty:"max_retries" hcl:"max_retries"`
 	Polling                           *FlatPollingConfig       `mapstructure:"polling" required:"false" cty:"polling" hcl:"polling"`
+	CustomEndpointEC2                 *string                  `mapstructure:"custom_endpoint_ec2" required:"false" cty:"custom_endpoint_ec2" hcl:"custom_endpoint_ec2"`
+	AWSPolling                        *FlatPollingConfig       `mapstructure:"aws_polling" required:"false" cty:"aws_polling" hcl:"aws_polling"`
 	SkipCredentialValidation          *bool                    `mapstructure:"skip_credential_validation" required:"false" cty:"skip_credential_validation" hcl:"skip_credential_validation"`
 	SourceAMI                         *string                  `mapstructure:"source_ami" required:"false" cty:"source_ami" hcl:"source_ami"`
 	SourceAMIFilter                   *FlatAmiFilterOptions    `mapstructure:"source_ami_filter" required:"false" cty:"source_ami_filter" hcl:"source_ami_filter"`
@@ -145,6 +147,8 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"sts_endpoint":                          &hcldec.AttrSpec{Name: "sts_endpoint", Type: cty.String, Required: false},
 		"max_retries":                           &hcldec.AttrSpec{Name: "max_retries", Type: cty.Number, Required: false},
 		"polling":                               &hcldec.BlockSpec{TypeName: "polling", Nested: hcldec.ObjectSpec((*FlatPollingConfig)(nil).HCL2Spec())},
+		"custom_endpoint_ec2":                   &hcldec.AttrSpec{Name: "custom_endpoint_ec2", Type: cty.String, Required: false},
+		"aws_polling":                           &hcldec.BlockSpec{TypeName: "aws_polling", Nested: hcldec.ObjectSpec((*FlatPollingConfig)(nil).HCL2Spec())},
 		"skip_credential_validation":            &hcldec.AttrSpec{Name: "skip_credential_validation", Type: cty.Bool, Required: false},
 		"source_ami":                            &hcldec.AttrSpec{Name: "source_ami", Type: cty.String, Required: false},
 		"source_ami_filter":                     &hcldec.BlockSpec{TypeName: "source_ami_filter", Nested: hcldec.ObjectSpec((*FlatAmiFilterOptions)(nil).HCL2Spec())},

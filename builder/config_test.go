@@ -318,3 +318,31 @@ func TestRunFailsEarlyWithoutSessionManagerPlugin(t *testing.T) {
 		t.Fatalf("Run = %v, want the missing plugin reported before anything is created", err)
 	}
 }
+
+// TestPrepareWarnsOnInternetWideSSHSources: any /0, not only the literal
+// 0.0.0.0/0 and ::/0, opens SSH to the internet; so does a very wide
+// public prefix.
+func TestPrepareWarnsOnInternetWideSSHSources(t *testing.T) {
+	for cidr, want := range map[string]string{
+		"0.0.0.0/0":      "the whole internet",
+		"1.2.3.4/0":      "the whole internet",
+		"::/0":           "the whole internet",
+		"2001:db8::1/0":  "the whole internet",
+		"128.0.0.0/1":    "a large part of the internet",
+		"2000::/3":       "a large part of the internet",
+		"203.0.113.0/24": "",
+		"10.0.0.0/8":     "",
+	} {
+		var b Builder
+		raw := validRaw()
+		raw["temporary_security_group_source_cidrs"] = []interface{}{cidr}
+		_, warns, err := b.Prepare(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", cidr, err)
+		}
+		got := strings.Join(warns, "\n")
+		if want == "" && strings.Contains(got, "temporary_security_group_source_cidrs") || want != "" && !strings.Contains(got, want) {
+			t.Errorf("%s: warnings %q, want %q", cidr, warns, want)
+		}
+	}
+}

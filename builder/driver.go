@@ -2,17 +2,21 @@ package builder
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go"
 )
 
 // EC2API is the part of the EC2 client the steps use. *ec2.Client
@@ -132,9 +136,21 @@ func NewDriver(ctx context.Context, ac *AccessConfig, opts ...DriverOption) (*AW
 // ValidateCredentials asks STS who we are, so a missing or expired
 // credential fails before anything is created.
 func (d *AWSDriver) ValidateCredentials(ctx context.Context) (string, error) {
+	// Resolving the credentials first tells "none found" (the user's to
+	// fix) apart from STS being unreachable.
+	if d.cfg.Credentials == nil {
+		return "", fmt.Errorf("validate AWS credentials: no credential provider is configured%s", credentialsHint)
+	}
+	if _, err := d.cfg.Credentials.Retrieve(ctx); err != nil {
+		hint := credentialsHint
+		if ctx.Err() != nil {
+			hint = ""
+		}
+		return "", fmt.Errorf("validate AWS credentials: resolve them from the default chain (profile %q): %w%s", d.access.Profile, err, hint)
+	}
 	out, err := d.sts().GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 	if err != nil {
-		return "", fmt.Errorf("validate AWS credentials with STS GetCallerIdentity: %w; configure credentials (environment, profile, or an instance role) or set skip_credential_validation", err)
+		return "", fmt.Errorf("validate AWS credentials with STS GetCallerIdentity: %w%s", err, stsHint(err))
 	}
 	return aws.ToString(out.Arn), nil
 }
@@ -197,4 +213,46 @@ type driverSettings struct {
 // SDK's default cap is 20s).
 func WithMaxBackoff(d time.Duration) DriverOption {
 	return func(s *driverSettings) { s.maxBackoff = d }
+}
+
+const credentialsHint = "; configure credentials (environment, profile, or an instance role) or set skip_credential_validation"
+
+// credentialErrorCodes are the AWS error codes that mean the credentials
+// themselves are missing, wrong or expired.
+var credentialErrorCodes = map[string]bool{
+	"InvalidClientTokenId":        true,
+	"UnrecognizedClientException": true,
+	"SignatureDoesNotMatch":       true,
+	"IncompleteSignature":         true,
+	"ExpiredToken":                true,
+	"ExpiredTokenException":       true,
+	"RequestExpired":              true,
+	"AuthFailure":                 true,
+	"InvalidAccessKeyId":          true,
+	"MissingAuthenticationToken":  true,
+	"AccessDenied":                true,
+	"AccessDeniedException":       true,
+}
+
+// stsHint says what to do about a failed credential check: configure
+// credentials only when the credentials are the problem (none found,
+// rejected or expired); check the endpoint when it could not be reached;
+// nothing when the build was interrupted.
+func stsHint(err error) string {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return ""
+	}
+	var signing *v4.SigningError
+	if errors.As(err, &signing) {
+		return credentialsHint
+	}
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) && credentialErrorCodes[apiErr.ErrorCode()] {
+		return credentialsHint
+	}
+	var netErr net.Error // refused, reset, DNS, timeouts
+	if errors.As(err, &netErr) {
+		return "; STS could not be reached: check `sts_endpoint`, the network and proxy settings, or set skip_credential_validation for endpoints without STS"
+	}
+	return ""
 }

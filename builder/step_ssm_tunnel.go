@@ -30,6 +30,9 @@ const (
 	portForwardingDocument = "AWS-StartPortForwardingSession"
 	// defaultSessionManagerPlugin is looked up on PATH.
 	defaultSessionManagerPlugin = "session-manager-plugin"
+	// sessionResponseEnv names the variable that carries the StartSession
+	// answer (with its token) to the plugin; argv[1] holds only this name.
+	sessionResponseEnv = "AWS_SSM_START_SESSION_RESPONSE"
 	// pluginReadyLine is what the plugin prints once it listens ("Port N
 	// opened for sessionId X."), with multiplexing agents and with legacy
 	// agents (which get no "Waiting for connections" line) alike.
@@ -138,9 +141,14 @@ func (s *stepSSMTunnel) Run(ctx context.Context, state multistep.StateBag) multi
 	if err != nil {
 		return halt(state, err)
 	}
+	// The session token never goes in argv (world-readable in
+	// /proc/PID/cmdline): like the AWS CLI, pass the name of an
+	// environment variable holding the StartSession answer, which the
+	// plugin reads and unsets (session.ValidateInputAndStartSession);
+	// /proc/PID/environ is readable by the same user only.
 	// Not CommandContext: the plugin must outlive Run; Cleanup stops it.
-	cmd := exec.Command(plugin, string(outJSON), s.Region, "StartSession", profile, string(inJSON), s.Endpoint)
-	cmd.Env = env
+	cmd := exec.Command(plugin, sessionResponseEnv, s.Region, "StartSession", profile, string(inJSON), s.Endpoint)
+	cmd.Env = append(env, sessionResponseEnv+"="+string(outJSON))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return halt(state, err)

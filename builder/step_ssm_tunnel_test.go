@@ -65,7 +65,12 @@ func standInPlugin(t *testing.T, fail bool) (path, argsFile string) {
 	dir := t.TempDir()
 	path = filepath.Join(dir, "session-manager-plugin")
 	argsFile = filepath.Join(dir, "args")
-	script := "#!/bin/sh\n# stand-in for AWS's session-manager-plugin\nprintf '%s\\n' \"$@\" > " + argsFile + "\n"
+	// It records its argv, then the session answer from the environment
+	// variable argv[1] names (as the real plugin reads it), and its
+	// /proc/self/cmdline as anyone on the host can.
+	script := "#!/bin/sh\n# stand-in for AWS's session-manager-plugin\nprintf '%s\\n' \"$@\" > " + argsFile + "\n" +
+		"eval \"printf '%s' \\\"\\$$1\\\"\" > " + argsFile + ".env\n" +
+		"tr '\\0' ' ' < /proc/$$/cmdline > " + argsFile + ".cmdline\n"
 	if fail {
 		script += "echo 'stand-in: cannot open the data channel'\nexit 1\n"
 	} else {
@@ -141,12 +146,17 @@ func TestStepSSMTunnelRetriesTargetNotConnected(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n")
-	if len(args) != 6 || args[1] != "eu-west-2" || args[2] != "StartSession" || args[5] != "http://127.0.0.1:9" {
-		t.Fatalf("plugin args = %q, want (session JSON, region, StartSession, profile, input JSON, endpoint)", args)
+	if len(args) != 6 || args[0] != "AWS_SSM_START_SESSION_RESPONSE" || args[1] != "eu-west-2" || args[2] != "StartSession" || args[5] != "http://127.0.0.1:9" {
+		t.Fatalf("plugin args = %q, want (AWS_SSM_START_SESSION_RESPONSE, region, StartSession, profile, input JSON, endpoint)", args)
 	}
+	// The token is nowhere in argv, as /proc/PID/cmdline shows it.
+	if cmdline, err := os.ReadFile(argsFile + ".cmdline"); err != nil || strings.Contains(string(raw)+string(cmdline), "stand-in-token") {
+		t.Errorf("session token in the plugin's argv: %s %s (%v)", raw, cmdline, err)
+	}
+	envJSON, _ := os.ReadFile(argsFile + ".env")
 	var sess, input map[string]interface{}
-	if json.Unmarshal([]byte(args[0]), &sess) != nil || sess["SessionId"] != "stand-in-session-1" || sess["TokenValue"] != "stand-in-token" {
-		t.Errorf("session JSON = %s", args[0])
+	if json.Unmarshal(envJSON, &sess) != nil || sess["SessionId"] != "stand-in-session-1" || sess["TokenValue"] != "stand-in-token" {
+		t.Errorf("session JSON from AWS_SSM_START_SESSION_RESPONSE = %s", envJSON)
 	}
 	if json.Unmarshal([]byte(args[4]), &input) != nil || input["Target"] != "i-0123456789abcdef0" {
 		t.Errorf("input JSON = %s", args[4])

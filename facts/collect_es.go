@@ -10,10 +10,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/esbake/packer-plugin-elasticsearch/spec"
+	"github.com/esbake/packer-plugin-elasticsearch/spec/essettings"
 )
 
 const esHome = "/usr/share/elasticsearch"
@@ -24,6 +24,7 @@ func (c *collector) elasticsearch() {
 	es := &c.f.Elasticsearch
 	es.YML = map[string]any{}
 	es.YMLErrors = []string{}
+	es.UnknownSettings = []UnknownSetting{}
 	env := map[string]string{}
 	const defaults = "/etc/default/elasticsearch"
 	if c.fs.Exists(defaults) {
@@ -61,6 +62,7 @@ func (c *collector) elasticsearch() {
 	if es.Version == "" && !c.fs.Exists(es.ConfigDir) {
 		c.fail("elasticsearch", fmt.Errorf("Elasticsearch is not installed: no package in /var/lib/dpkg/status, no %s/lib/elasticsearch-X.Y.Z.jar, no manifest, no %s", esHome, es.ConfigDir))
 		es.Keystore.Entries = []string{}
+		es.TLS.Files = []TLSFile{}
 		es.Heap = Heap{Files: []string{}, Sources: []HeapSetting{}, Duplicates: []HeapDuplicate{}, Missing: []string{}}
 		c.esProcess()
 		return
@@ -80,9 +82,23 @@ func (c *collector) elasticsearch() {
 			es.YMLErrors = []string{}
 		}
 	}
+	es.UnknownSettings = []UnknownSetting{}
+	if v, err := spec.ParseVersion(es.Version); err == nil && es.YML != nil {
+		if t, err := essettings.For(v); err == nil {
+			es.SettingsTable = t.Line
+			keys := make([]string, 0, len(es.YML))
+			for k := range es.YML {
+				keys = append(keys, k)
+			}
+			for _, k := range t.Unknown(keys) {
+				es.UnknownSettings = append(es.UnknownSettings, UnknownSetting{Key: k, Message: t.CheckFile(k).Error()})
+			}
+		}
+	}
 
 	c.heap(env, defaults)
 	c.keystore()
+	c.tls()
 	c.esProcess()
 }
 
@@ -237,14 +253,14 @@ func (c *collector) keystore() {
 
 func (c *collector) modeOwner(fi fs.FileInfo) (mode, owner, group string) {
 	mode = fmt.Sprintf("%04o", unixMode(fi))
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		owner = c.uids[int(st.Uid)]
+	if uid, gid, ok := fileOwner(fi); ok {
+		owner = c.uids[uid]
 		if owner == "" {
-			owner = strconv.Itoa(int(st.Uid))
+			owner = strconv.Itoa(uid)
 		}
-		group = c.gids[int(st.Gid)]
+		group = c.gids[gid]
 		if group == "" {
-			group = strconv.Itoa(int(st.Gid))
+			group = strconv.Itoa(gid)
 		}
 	}
 	return mode, owner, group

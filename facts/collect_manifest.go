@@ -44,6 +44,7 @@ func (c *collector) manifest() {
 	}
 	n := m.Spec
 	mf.Spec = &n
+	mf.Security = m.Security
 	// Boot-stage files are compared with what boot last wrote, when it
 	// recorded that.
 	bootFiles := map[string]BootFile{}

@@ -246,8 +246,8 @@ func (c *collector) paths() {
 			pi.Type = "other"
 		}
 		pi.Mode, pi.Owner, pi.Group = c.modeOwner(fi)
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			pi.UID, pi.GID = int(st.Uid), int(st.Gid)
+		if uid, gid, ok := fileOwner(fi); ok {
+			pi.UID, pi.GID = uid, gid
 		}
 		perm := fi.Mode().Perm()
 		pi.WorldWritable = perm&0o002 != 0 && pi.Type != "symlink"

@@ -843,3 +843,25 @@ func TestPropagateHooksCycle(t *testing.T) {
 		t.Errorf("hooks %q %q %q", rules[1].Hook, rules[2].Hook, rules[3].Hook)
 	}
 }
+
+// TestCollectUnknownSettings: facts carry the elasticsearch.yml keys the
+// node's version refuses, with Elastic's message; a clean node has none.
+func TestCollectUnknownSettings(t *testing.T) {
+	f := collectRoot(t, cleanNode(t).build(t), Options{})
+	if len(f.Elasticsearch.UnknownSettings) != 0 || f.Elasticsearch.SettingsTable == "" {
+		t.Errorf("clean 8.x node: unknown %v, table %q", f.Elasticsearch.UnknownSettings, f.Elasticsearch.SettingsTable)
+	}
+	tr := cleanNode(t)
+	tr.files["etc/elasticsearch/elasticsearch.yml"] += "discovery.zen.minimum_master_nodes: 2\nnode.attr.rack: r1\nnetwork.hots: 10.0.1.23\n"
+	f = collectRoot(t, tr.build(t), Options{})
+	var keys []string
+	for _, u := range f.Elasticsearch.UnknownSettings {
+		keys = append(keys, u.Key)
+		if !strings.HasPrefix(u.Message, "unknown setting ["+u.Key+"]") {
+			t.Errorf("message for %s: %q", u.Key, u.Message)
+		}
+	}
+	if strings.Join(keys, ",") != "discovery.zen.minimum_master_nodes,network.hots" {
+		t.Errorf("unknown settings %v, want the 6.x key and the typo (node.attr.* is registered)", keys)
+	}
+}

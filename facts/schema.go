@@ -79,6 +79,17 @@ type BootState struct {
 	BootedAt             string            `json:"booted_at,omitempty"`
 	// Files are the files boot rendered, with the sum of what it wrote.
 	Files []BootFile `json:"files,omitempty"`
+	// Security is what boot recorded of the cluster's TLS material
+	// (node/boot.SecurityState; added within v1): whether it configured
+	// each layer and set the elastic password. Never values.
+	Security *BootSecurity `json:"security,omitempty"`
+}
+
+// BootSecurity is the part of boot.json's security record audits use.
+type BootSecurity struct {
+	TransportTLS       bool `json:"transport_tls"`
+	HTTPTLS            bool `json:"http_tls"`
+	ElasticPasswordSet bool `json:"elastic_password_set"`
 }
 
 // BootFile is one file boot wrote.
@@ -174,13 +185,30 @@ type Elasticsearch struct {
 	ConfigDir string `json:"config_dir"`
 	// YML is elasticsearch.yml flattened to dotted keys: `a: {b: 1}` and
 	// `a.b: 1` are both "a.b". Scalars keep their YAML type; lists stay lists.
-	YML           map[string]any `json:"yml"`
-	YMLErrors     []string       `json:"yml_errors"`
-	Version       string         `json:"version"`
-	VersionSource string         `json:"version_source,omitempty"`
-	Keystore      Keystore       `json:"keystore"`
-	Heap          Heap           `json:"heap"`
-	Process       *Process       `json:"process"`
+	YML       map[string]any `json:"yml"`
+	YMLErrors []string       `json:"yml_errors"`
+	// UnknownSettings are the elasticsearch.yml keys this Elasticsearch
+	// version would refuse at its next start (unregistered, or keystore-only),
+	// from spec/essettings; empty when none or when the version or the file
+	// is unknown (SettingsTable is then ""). Added within v1.
+	UnknownSettings []UnknownSetting `json:"unknown_settings"`
+	// SettingsTable is the registered-settings table used ("8.x", "7.17").
+	SettingsTable string   `json:"settings_table,omitempty"`
+	Version       string   `json:"version"`
+	VersionSource string   `json:"version_source,omitempty"`
+	Keystore      Keystore `json:"keystore"`
+	// TLS describes the certificates (fingerprints, subjects, SANs,
+	// issuers, expiry) and counts the keys; added within v1.
+	TLS     TLS      `json:"tls"`
+	Heap    Heap     `json:"heap"`
+	Process *Process `json:"process"`
+}
+
+// UnknownSetting is one elasticsearch.yml key Elasticsearch refuses, with
+// Elastic's own message.
+type UnknownSetting struct {
+	Key     string `json:"key"`
+	Message string `json:"message"`
 }
 
 // Keystore is the Elasticsearch keystore: its entry names, never values.
@@ -307,9 +335,12 @@ type ManifestFacts struct {
 	BakedAt       *time.Time `json:"baked_at,omitempty"`
 	// Spec is the node spec the image was baked from (ports, heap share,
 	// firewall sources, limits): what policies compare the node against.
-	Spec         *spec.Node `json:"spec,omitempty"`
-	FilesChecked int        `json:"files_checked"`
-	Drift        []Drift    `json:"drift"`
+	Spec *spec.Node `json:"spec,omitempty"`
+	// Security is what the bake recorded of TLS material and passwords left
+	// in the image (added within v1; absent in older manifests).
+	Security     *spec.ImageSecurity `json:"security,omitempty"`
+	FilesChecked int                 `json:"files_checked"`
+	Drift        []Drift             `json:"drift"`
 }
 
 // Drift is a managed file that differs from the manifest (or, for stage

@@ -12,6 +12,7 @@ import data.esbake.lib
 #   when policy.auto_scaled is true (the default).
 # custom:
 #   id: ES-CLU-001
+#   requires: [elasticsearch.yml]
 #   severity: high
 #   remediation: >-
 #     Remove cluster.initial_master_nodes from elasticsearch.yml once the
@@ -41,6 +42,7 @@ deny contains finding if {
 #   runs alone or joins the wrong cluster.
 # custom:
 #   id: ES-CLU-002
+#   requires: [elasticsearch.yml]
 #   severity: medium
 #   remediation: >-
 #     Make cluster.name equal the tag value: on esnode-baked nodes reboot or
@@ -74,6 +76,7 @@ deny contains finding if {
 #   could count the policies.
 # custom:
 #   id: ES-CLU-003
+#   requires: [probes.snapshot_policies]
 #   severity: medium
 #   remediation: >-
 #     Register a snapshot repository (repository-s3) and create an SLM
@@ -87,5 +90,37 @@ deny contains finding if {
 		"msg": "the cluster has no snapshot lifecycle policy; nothing takes regular snapshots",
 		"resource": "_slm/policy",
 		"snapshot_policies": 0,
+	}
+}
+
+# METADATA
+# title: Setting that this Elasticsearch version does not register
+# description: >-
+#   elasticsearch.yml holds a key the node's Elasticsearch version does not
+#   register (a typo, a setting of another major such as discovery.zen.* on
+#   8.x, a plugin's setting without the plugin) or a secure setting that
+#   belongs in the keystore. Elasticsearch refuses to start on it
+#   (AbstractScopedSettings.validate), so the node stays down at its next
+#   restart or reboot, however long it has run. The keys come from the
+#   facts (elasticsearch.unknown_settings, computed from the registered
+#   settings table per major in spec/essettings).
+# custom:
+#   id: ES-CLU-004
+#   requires: [elasticsearch.yml, elasticsearch.version]
+#   severity: high
+#   remediation: >-
+#     Remove or correct the key in elasticsearch.yml (on esnode-baked nodes
+#     the managed block is rewritten at boot; fix the spec or the lines
+#     outside the block), move secure settings into the keystore with
+#     elasticsearch-keystore add, then restart Elasticsearch.
+#   stage: [bake, audit]
+deny contains finding if {
+	some u in object.get(lib.es, "unknown_settings", [])
+	finding := {
+		"id": rego.metadata.rule().custom.id,
+		"msg": sprintf("elasticsearch.yml sets %s, which Elasticsearch %s refuses at start: %s", [u.key, object.get(lib.es, "version", "?"), u.message]),
+		"resource": sprintf("elasticsearch.yml:%s", [u.key]),
+		"setting": u.key,
+		"settings_table": object.get(lib.es, "settings_table", ""),
 	}
 }

@@ -68,3 +68,20 @@ test_cluster_name_unknown_yml_passes if {
 	not "ES-CLU-002" in clu_ids(doc)
 	not "ES-CLU-002" in clu_ids({"facts": null, "node": {"tags": {"es_cluster": "a"}}})
 }
+
+test_unknown_setting_flagged if {
+	doc := fixtures.patched([
+		{"op": "add", "path": "/facts/elasticsearch/unknown_settings", "value": [{"key": "discovery.zen.minimum_master_nodes", "message": "unknown setting [discovery.zen.minimum_master_nodes] please check that any required plugins are installed, or check the breaking changes documentation for removed settings"}]},
+		{"op": "add", "path": "/facts/elasticsearch/settings_table", "value": "8.x"},
+	])
+	some f in cluster.deny with input as doc
+	f.id == "ES-CLU-004"
+	f.setting == "discovery.zen.minimum_master_nodes"
+	f.resource == "elasticsearch.yml:discovery.zen.minimum_master_nodes"
+	contains(f.msg, "refuses at start: unknown setting [discovery.zen.minimum_master_nodes]")
+}
+
+test_unknown_setting_none_passes if {
+	not "ES-CLU-004" in clu_ids(fixtures.clean)
+	not "ES-CLU-004" in clu_ids(fixtures.patched([{"op": "add", "path": "/facts/elasticsearch/unknown_settings", "value": []}]))
+}

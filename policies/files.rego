@@ -11,6 +11,7 @@ import data.esbake.lib
 #   the node no longer is what was baked and reviewed.
 # custom:
 #   id: ES-FILE-001
+#   requires: [manifest]
 #   severity: medium
 #   remediation: >-
 #     Review the change (facts show expected and actual sums and modes). To
@@ -43,6 +44,7 @@ drift_text(d) := "is missing" if {
 #   fall back to the spec's defaults.
 # custom:
 #   id: ES-FILE-002
+#   requires: [manifest]
 #   severity: low
 #   remediation: >-
 #     Replace the node with one launched from an image baked by the

@@ -31,6 +31,7 @@ min_heap_bytes := lib.positive(lib.value(lib.spec, ["heap", "min_mb"], 0), 1024)
 #   Lucene relies on. A heap at the spec's heap.min_mb floor is allowed.
 # custom:
 #   id: ES-HEAP-002
+#   requires: [elasticsearch.heap, host.mem_total_bytes]
 #   severity: medium
 #   remediation: >-
 #     Lower -Xms/-Xmx to at most half of the memory; on esnode-baked nodes
@@ -63,6 +64,7 @@ deny contains finding if {
 #   than a 31 GiB one.
 # custom:
 #   id: ES-HEAP-003
+#   requires: [elasticsearch.heap]
 #   severity: medium
 #   remediation: >-
 #     Keep -Xms/-Xmx at 31 GiB or less (the spec's heap.max_mb default is
@@ -88,6 +90,7 @@ deny contains finding if {
 #   next restart changes the heap), or ES_JAVA_OPTS overrides them.
 # custom:
 #   id: ES-HEAP-004
+#   requires: [elasticsearch.heap]
 #   severity: low
 #   remediation: >-
 #     Restart Elasticsearch in a maintenance window to apply the files, or

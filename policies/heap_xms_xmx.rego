@@ -13,6 +13,7 @@ import data.esbake.lib
 #   itself); before 7.11 it leaves the JVM's unequal defaults.
 # custom:
 #   id: ES-HEAP-001
+#   requires: [elasticsearch.heap]
 #   severity: medium
 #   remediation: >-
 #     Set -Xms and -Xmx to the same value once, in jvm.options.d (7.x and

@@ -39,14 +39,19 @@ roots contains rule_key(r) if {
 	deciding(r)
 }
 
-jumps := {k: targets |
-	some r0 in rules
-	k := rule_key(r0)
-	targets := {key(r.family, r.table, r.target) |
-		some r in rules
-		rule_key(r) == k
-		not r.target in verdicts
-	}
+# jumps maps a chain to the chains its rules jump to, grouped in one pass
+# over the rules (comparing every pair of rules was quadratic in the size
+# of the ruleset; hosts with Docker or fail2ban carry hundreds of rules).
+# graph.reachable reports only vertices that are keys, so every root and
+# every jump target is one, jumping on or not; chains no root can reach
+# need not be.
+jumps := {k: object.get(jump_targets, k, set()) | some k in vertices}
+
+vertices := (roots | object.keys(jump_targets)) | union({t | some t in jump_targets})
+
+jump_targets[rule_key(r)] contains key(r.family, r.table, r.target) if {
+	some r in rules
+	not r.target in verdicts
 }
 
 # input_chains are the input hook chains and every chain they jump to.
@@ -93,37 +98,67 @@ any_source(r) if count(sources(r)) == 0
 
 any_source(r) if r.sources_negated == true
 
+# Each rule is judged once, whatever the port, and only the few rules that
+# accept or drop new TCP connections in an input chain are looked at per
+# protected port: the cost grows with the ruleset by a small constant.
+# Conditions run cheapest first (most rules fail on their target).
+
+# accepts_new: r accepts new TCP connections from beyond loopback in an
+# input chain (to the ports matches_port says).
+accepts_new(r) if {
+	r.target == "ACCEPT"
+	not loopback_only(r)
+	tcp(r)
+	new_conns(r)
+	in_input(r)
+}
+
+# drops_all: r drops every new TCP connection to the ports it matches,
+# whatever its source, in an input chain.
+drops_all(r) if {
+	r.target in {"DROP", "REJECT"}
+	not r.sources_negated
+	not r.other_matches
+	object.get(r, "in_interface", "") == ""
+	count(sources(r)) == 0
+	tcp(r)
+	new_conns(r)
+	in_input(r)
+}
+
+# accepting and dropping are those rules, with their index.
+accepting := [[i, r] | some i, r in rules; accepts_new(r)]
+
+dropping := [[j, r] | some j, r in rules; drops_all(r)]
+
 # opens: r accepts new TCP connections to port p in an input chain.
 opens(r, p) if {
-	in_input(r)
-	r.target == "ACCEPT"
-	tcp(r)
+	accepts_new(r)
 	matches_port(r, p)
-	new_conns(r)
-	not loopback_only(r)
 }
 
 # closes_all: r drops every new TCP connection to port p, whatever its
 # source.
 closes_all(r, p) if {
-	in_input(r)
-	r.target in {"DROP", "REJECT"}
-	tcp(r)
+	drops_all(r)
 	matches_port(r, p)
-	new_conns(r)
-	object.get(r, "in_interface", "") == ""
-	count(sources(r)) == 0
-	not r.sources_negated
-	not r.other_matches
 }
 
 # shadowed: an earlier rule of the same chain already drops port p for
 # every source, so the ACCEPT at index i is never reached for it.
 shadowed(i, r, p) if {
-	some j, d in rules
+	some [j, q] in closers[rule_key(r)]
+	q == p
 	j < i
-	rule_key(d) == rule_key(r)
-	closes_all(d, p)
+}
+
+# closers holds, per chain, the index of each rule that drops a protected
+# port for every source, and that port, so shadowed looks only at a
+# chain's few closing rules.
+closers[rule_key(d)] contains [j, pp.port] if {
+	some [j, d] in dropping
+	some pp in lib.protected
+	matches_port(d, pp.port)
 }
 
 # outside_sources(r, kind) are the sources of an opening rule that lie
@@ -157,9 +192,9 @@ family_applies("inet", _)
 # closed_by_rule: some input rule of that family drops port p for every
 # source, so a default ACCEPT policy does not apply to it.
 closed_by_rule(p, family) if {
-	some r in rules
+	some [_, r] in dropping
 	family_applies(r.family, family)
-	closes_all(r, p)
+	matches_port(r, p)
 }
 
 # listener_families: the address families a listening socket takes
@@ -199,9 +234,9 @@ exposures contains {
 	"chain": r.chain,
 	"rule": object.get(r, "raw", ""),
 } if {
+	some [i, r] in accepting
 	some pp in lib.protected
-	some i, r in rules
-	opens(r, pp.port)
+	matches_port(r, pp.port)
 	not shadowed(i, r, pp.port)
 	some src in outside_sources(r, pp.kind)
 }

@@ -14,6 +14,7 @@ bind_keys := ["network.host", "network.bind_host", "http.host", "http.bind_host"
 #   interface added later (a second ENI, a public IP) exposes it.
 # custom:
 #   id: ES-NET-004
+#   requires: [elasticsearch.yml]
 #   severity: medium
 #   remediation: >-
 #     Bind to the node's private address (esnode boot writes the instance's

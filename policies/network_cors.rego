@@ -15,6 +15,7 @@ stranger_origins := ["https://attacker.example.net", "http://203.0.113.7:8080", 
 #   through the user's browser.
 # custom:
 #   id: ES-NET-005
+#   requires: [elasticsearch.yml]
 #   severity: high
 #   remediation: >-
 #     Set `http.cors.allow-origin` to the exact origin of the front end (the

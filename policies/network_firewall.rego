@@ -15,6 +15,7 @@ import data.esbake.lib.firewall
 #   and none from discovery) only rules open to every address count.
 # custom:
 #   id: ES-NET-002
+#   requires: [firewall]
 #   severity: high
 #   remediation: >-
 #     Remove the rule or narrow its source to the spec's sources, and keep

@@ -12,6 +12,7 @@ import data.esbake.lib
 #   elastichq service is installed). Loopback listeners are allowed.
 # custom:
 #   id: ES-NET-001
+#   requires: [listeners]
 #   severity: medium
 #   remediation: >-
 #     Stop or uninstall the service that owns the socket, or bind it to

@@ -13,6 +13,7 @@ import data.esbake.lib
 #   `10.0.1.*:9200` pass.
 # custom:
 #   id: ES-NET-006
+#   requires: [elasticsearch.yml]
 #   severity: medium
 #   remediation: >-
 #     List the remote clusters' host:port pairs explicitly, or remove the

@@ -12,6 +12,7 @@ import data.esbake.lib
 #   of data breaches; the host firewall is then the only barrier.
 # custom:
 #   id: ES-NET-003
+#   requires: [node.security_groups]
 #   severity: critical
 #   remediation: >-
 #     Replace the world-open source with the clients' CIDRs or security

@@ -19,6 +19,7 @@ credential_settings := {
 #   outlive the instance.
 # custom:
 #   id: ES-SEC-002
+#   requires: [elasticsearch.keystore, elasticsearch.yml]
 #   severity: high
 #   remediation: >-
 #     Give the instance a role allowing ec2:DescribeInstances, remove the

@@ -11,6 +11,7 @@ import data.esbake.lib
 #   either then owns the whole node.
 # custom:
 #   id: ES-SEC-001
+#   requires: [services, listeners]
 #   severity: high
 #   remediation: >-
 #     Run Elasticsearch as the package's `elasticsearch` user and ElasticHQ

@@ -13,6 +13,7 @@ import data.esbake.lib
 #   script used chmod 777).
 # custom:
 #   id: ES-SEC-004
+#   requires: [paths]
 #   severity: high
 #   remediation: >-
 #     chmod o-w the path (the Debian package uses 2750 root:elasticsearch for
@@ -39,6 +40,7 @@ deny contains finding if {
 #   obfuscated; readable by others, any local account can copy them.
 # custom:
 #   id: ES-SEC-005
+#   requires: [paths]
 #   severity: medium
 #   remediation: >-
 #     chmod 0660 the keystore, owned root:elasticsearch.

@@ -10,6 +10,7 @@ import data.esbake.lib
 #   anyone who reaches the HTTP port can read, change or delete every index.
 # custom:
 #   id: ES-SEC-003
+#   requires: [elasticsearch.yml, elasticsearch.version]
 #   severity: critical
 #   remediation: >-
 #     Remove `xpack.security.enabled: false` (or set it to true), configure

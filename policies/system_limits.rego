@@ -17,6 +17,7 @@ min_nproc := max([4096, lib.positive(lib.value(lib.spec, ["system", "nproc"], 0)
 #   mode below this, or runs out of mappings under load.
 # custom:
 #   id: ES-SYS-001
+#   requires: [sysctl]
 #   severity: medium
 #   remediation: >-
 #     Set vm.max_map_count=262144 in /etc/sysctl.d/ (the Debian package
@@ -82,6 +83,7 @@ below(soft, minimum) if {
 #   default soft limit of 1024.
 # custom:
 #   id: ES-SYS-002
+#   requires: [services]
 #   severity: medium
 #   remediation: >-
 #     Set LimitNOFILE=65535 in the elasticsearch unit (the Debian package's
@@ -121,6 +123,7 @@ nofile_problems contains {
 #   Elasticsearch refuses to start in production mode.
 # custom:
 #   id: ES-SYS-003
+#   requires: [services]
 #   severity: medium
 #   remediation: >-
 #     Set LimitNPROC=4096 in the elasticsearch unit or a drop-in, then

@@ -55,7 +55,12 @@ func (b *bake) run(ctx context.Context) error {
 	if *b.cfg.WaitForCloudInit {
 		args = append(args, "--wait-cloud-init", b.cfg.CloudInitTimeout)
 	}
-	if b.cfg.Generalize {
+	// Generalizing must be the last thing before capture: a reboot after
+	// it writes a new machine-id and re-runs cloud-init, and every clone
+	// would share them. With reboot_check, install first, reboot, then
+	// generalize (a second, idempotent install that only generalizes).
+	generalizeLast := b.cfg.Generalize && b.cfg.RebootCheck
+	if b.cfg.Generalize && !generalizeLast {
 		args = append(args, "--generalize")
 	}
 	b.ui.Say("Installing the Elasticsearch node with esnode install")
@@ -67,11 +72,19 @@ func (b *bake) run(ctx context.Context) error {
 			return err
 		}
 	}
+	if b.cfg.RebootCheck {
+		if err := b.rebootCheck(ctx); err != nil {
+			return err
+		}
+	}
+	if generalizeLast {
+		b.ui.Say("Generalizing the image (after the reboot check, the last step before capture)")
+		if err := b.exec(ctx, strings.Join(append(args, "--generalize"), " "), true); err != nil {
+			return fmt.Errorf("esnode install --generalize: %w", err)
+		}
+	}
 	if err := b.exec(ctx, "rm -rf "+shellQuote(dir), false); err != nil {
 		b.ui.Error(fmt.Sprintf("Could not remove %s from the guest: %v", dir, err))
-	}
-	if b.cfg.RebootCheck {
-		return b.rebootCheck(ctx)
 	}
 	return nil
 }

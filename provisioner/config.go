@@ -35,9 +35,11 @@ type Config struct {
 	// How long a reboot may take before the check fails. Default `5m`.
 	RebootTimeout string `mapstructure:"reboot_timeout"`
 	// Remove what makes the guest unique (SSH host keys, authorized_keys,
-	// shell history, cloud-init instance state, machine-id) after the
-	// install. The elasticsearch-ami builder does this itself; set it when
-	// baking with another builder. Default false.
+	// shell history, cloud-init instance state, machine-id) as the last
+	// step, after the install and after `reboot_check` (a reboot after it
+	// would write a new machine-id every clone shares). The
+	// elasticsearch-ami builder does this itself; set it when baking with
+	// another builder, and run no provisioner after this one. Default false.
 	Generalize bool `mapstructure:"generalize"`
 	// Local path of an esnode binary to upload instead of the one built
 	// into this plugin for the guest's architecture.

@@ -28,7 +28,10 @@ type FlatConfig struct {
 	Heap                *spec.FlatHeap            `mapstructure:"heap" json:"heap" cty:"heap" hcl:"heap"`
 	Cluster             *spec.FlatCluster         `mapstructure:"cluster" json:"cluster" cty:"cluster" hcl:"cluster"`
 	System              *spec.FlatSystem          `mapstructure:"system" json:"system" cty:"system" hcl:"system"`
+	Security            *spec.FlatSecurity        `mapstructure:"security" json:"security,omitzero" cty:"security" hcl:"security"`
+	Lifecycle           *spec.FlatLifecycle       `mapstructure:"lifecycle" json:"lifecycle,omitzero" cty:"lifecycle" hcl:"lifecycle"`
 	MirrorURL           *string                   `mapstructure:"mirror_url" json:"mirror_url,omitempty" cty:"mirror_url" hcl:"mirror_url"`
+	AllowInsecureHTTP   *bool                     `mapstructure:"allow_insecure_http" json:"allow_insecure_http,omitempty" cty:"allow_insecure_http" hcl:"allow_insecure_http"`
 	ExecuteCommand      *string                   `mapstructure:"execute_command" cty:"execute_command" hcl:"execute_command"`
 	RemoteDir           *string                   `mapstructure:"remote_dir" cty:"remote_dir" hcl:"remote_dir"`
 	WaitForCloudInit    *bool                     `mapstructure:"wait_for_cloud_init" cty:"wait_for_cloud_init" hcl:"wait_for_cloud_init"`
@@ -69,7 +72,10 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"heap":                       &hcldec.BlockSpec{TypeName: "heap", Nested: hcldec.ObjectSpec((*spec.FlatHeap)(nil).HCL2Spec())},
 		"cluster":                    &hcldec.BlockSpec{TypeName: "cluster", Nested: hcldec.ObjectSpec((*spec.FlatCluster)(nil).HCL2Spec())},
 		"system":                     &hcldec.BlockSpec{TypeName: "system", Nested: hcldec.ObjectSpec((*spec.FlatSystem)(nil).HCL2Spec())},
+		"security":                   &hcldec.BlockSpec{TypeName: "security", Nested: hcldec.ObjectSpec((*spec.FlatSecurity)(nil).HCL2Spec())},
+		"lifecycle":                  &hcldec.BlockSpec{TypeName: "lifecycle", Nested: hcldec.ObjectSpec((*spec.FlatLifecycle)(nil).HCL2Spec())},
 		"mirror_url":                 &hcldec.AttrSpec{Name: "mirror_url", Type: cty.String, Required: false},
+		"allow_insecure_http":        &hcldec.AttrSpec{Name: "allow_insecure_http", Type: cty.Bool, Required: false},
 		"execute_command":            &hcldec.AttrSpec{Name: "execute_command", Type: cty.String, Required: false},
 		"remote_dir":                 &hcldec.AttrSpec{Name: "remote_dir", Type: cty.String, Required: false},
 		"wait_for_cloud_init":        &hcldec.AttrSpec{Name: "wait_for_cloud_init", Type: cty.Bool, Required: false},

@@ -21,6 +21,7 @@ declare -A pkgs=(
   [systemd-nspawn]=systemd-container
   [ip]=iproute2
   [iptables]=iptables
+  [nft]=nftables
   [nsenter]=util-linux
   [ssh-keygen]=openssh-client
   [dpkg-deb]=dpkg
@@ -81,6 +82,10 @@ if [ ! -x "$cache/bin/opa" ]; then
   echo "install-deps: go install opa v1.22.2"
   GOBIN="$cache/bin" go install github.com/open-policy-agent/opa@v1.22.2
 fi
+
+# Real Packer, built from its module and pinned by version and module sum
+# (the real-Packer tests and `make demo` run it).
+"$(dirname "$0")/install-packer.sh"
 
 # Elasticsearch's bootstrap check needs vm.max_map_count >= 262144. The test
 # cloud's instances are containers sharing this kernel, so it is set here, as

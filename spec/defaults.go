@@ -8,7 +8,7 @@ const (
 	DefaultHQPort          = 5000
 	DefaultHQUser          = "elastichq"
 	DefaultHQBindAddress   = "0.0.0.0"
-	DefaultJavaPackage     = "default-jre-headless"
+	DefaultJavaPackage     = "openjdk-11-jre-headless"
 	DefaultCWAgentVersion  = "latest"
 	DefaultLogGroup        = "elasticsearch"
 	DefaultDiscoveryTagKey = "es_cluster"
@@ -17,11 +17,15 @@ const (
 	DefaultHeapMaxMB       = 31744
 	// CompressedOopsMB is where the JVM stops using compressed object
 	// pointers; a heap at or over it holds less than one just under it.
-	CompressedOopsMB   = 32768
-	MaxHeapPercent     = 75
-	MinMaxMapCount     = 262144
-	MinNoFile          = 65535
-	MinNProc           = 4096
+	CompressedOopsMB = 32768
+	MaxHeapPercent   = 75
+	MinMaxMapCount   = 262144
+	MinNoFile        = 65535
+	MinNProc         = 4096
+	// MaxMasterNodes bounds cluster.master_nodes: a voting configuration
+	// larger than 9 only slows elections, and the bootstrap slots are read
+	// in one GetParameters call (10 names at most).
+	MaxMasterNodes     = 9
 	SourceSubnet       = "subnet"
 	SourceVPC          = "vpc"
 	FirewallAuto       = "auto"
@@ -62,8 +66,8 @@ func (n *Node) SetDefaults() {
 	}
 	fw := &n.Firewall
 	setString(&fw.Backend, FirewallAuto)
-	setList(&fw.HTTPSources, SourceSubnet)
-	setList(&fw.TransportSources, SourceSubnet)
+	setList(&fw.HTTPSources, SourceVPC)
+	setList(&fw.TransportSources, SourceVPC)
 	setList(&fw.SSHSources, SourceVPC)
 	if hq.Enabled {
 		setList(&fw.HQSources, SourceSubnet)
@@ -90,6 +94,10 @@ func (n *Node) SetDefaults() {
 		s.NProc = MinNProc
 	}
 }
+
+// MasterQuorum is the majority of n master-eligible nodes, the 6.x
+// discovery.zen.minimum_master_nodes.
+func MasterQuorum(n int) int { return n/2 + 1 }
 
 // needsJava reports whether the Elasticsearch release needs a separate Java:
 // only 6.x does. An unparsable version needs none here; Validate reports it.

@@ -1,5 +1,5 @@
 //go:generate ../internal/tools/packer-sdc.sh struct-markdown
-//go:generate ../internal/tools/packer-sdc.sh mapstructure-to-hcl2 -type Node,Elasticsearch,Java,Plugin,ElasticHQ,CloudWatchAgent,Firewall,Heap,Cluster,System
+//go:generate ../internal/tools/packer-sdc.sh mapstructure-to-hcl2 -type Node,Elasticsearch,Java,Plugin,ElasticHQ,CloudWatchAgent,Firewall,Heap,Cluster,System,Security,Lifecycle
 
 package spec
 
@@ -32,10 +32,25 @@ type Node struct {
 	Cluster Cluster `mapstructure:"cluster" json:"cluster"`
 	// Kernel and process limits required by Elasticsearch's bootstrap checks.
 	System System `mapstructure:"system" json:"system"`
+	// Where each cluster's TLS material and `elastic` password live in AWS
+	// (Parameter Store SecureString or Secrets Manager), fetched at boot.
+	// The image holds none: the 8.x package's auto-configured certificates,
+	// keystore passwords and password hash are removed at bake.
+	Security Security `mapstructure:"security" json:"security,omitzero"`
+	// Safe scale-in: the Auto Scaling termination lifecycle hook esnode
+	// answers after draining the node.
+	Lifecycle Lifecycle `mapstructure:"lifecycle" json:"lifecycle,omitzero"`
 	// Base URL of an artifact mirror for air-gapped pipelines (https://,
 	// http:// or file://). Every artifact is then fetched from
 	// `<mirror_url>/<file name>` and must have an explicit `sha512`.
 	MirrorURL string `mapstructure:"mirror_url" json:"mirror_url,omitempty"`
+	// Allow checksum files (`sha512 = "file:http://..."`) over plain
+	// http://. Default false: whoever can change the traffic could then
+	// swap the package and its checksum together. Artifacts themselves may
+	// come over http:// (a mirror) because each is checked against a
+	// SHA-512 that did not. A redirect from https:// to http:// is always
+	// refused.
+	AllowInsecureHTTP bool `mapstructure:"allow_insecure_http" json:"allow_insecure_http,omitempty"`
 }
 
 // Elasticsearch selects the Elasticsearch release and its ports.
@@ -60,9 +75,10 @@ type Elasticsearch struct {
 
 // Java is the runtime for Elasticsearch 6.x.
 type Java struct {
-	// Debian package that provides Java. Default `default-jre-headless`
-	// (the distribution's JRE). Check that Elastic's support matrix lists
-	// that Java for your 6.8 patch release.
+	// Debian package that provides Java. Default `openjdk-11-jre-headless`:
+	// Elasticsearch 6.8 runs on Java 8 or 11 only (its SecurityManager use
+	// fails on Java 18 and later), so packages of Java 18 and later are
+	// refused. Check that your distribution has it (Debian 11, Ubuntu 22.04).
 	Package string `mapstructure:"package" json:"package,omitempty"`
 	// URL of a JDK `.deb` (for example Amazon Corretto) to install instead
 	// of `package`. Needs `sha512`.
@@ -131,9 +147,11 @@ type CloudWatchAgent struct {
 type Firewall struct {
 	// `iptables`, `nftables` or `auto` (default: whichever the image uses).
 	Backend string `mapstructure:"backend" json:"backend,omitempty"`
-	// Who may reach the HTTP port (clients). Default `["subnet"]`.
+	// Who may reach the HTTP port (clients). Default `["vpc"]`: an EC2
+	// subnet lives in one availability zone, and clients and nodes span them.
 	HTTPSources []string `mapstructure:"http_sources" json:"http_sources"`
-	// Who may reach the transport port (other nodes). Default `["subnet"]`.
+	// Who may reach the transport port (other nodes). Default `["vpc"]`:
+	// nodes in the other zones' subnets must reach it.
 	TransportSources []string `mapstructure:"transport_sources" json:"transport_sources"`
 	// Who may reach ElasticHQ. Default `["subnet"]`.
 	HQSources []string `mapstructure:"hq_sources" json:"hq_sources"`
@@ -165,12 +183,22 @@ type Cluster struct {
 	// Node roles (`master`, `data`, `ingest`, ...). Empty keeps Elasticsearch's
 	// default of every role.
 	Roles []string `mapstructure:"roles" json:"roles,omitempty"`
-	// Value of `http.cors.allow-origin`. Empty leaves CORS off; `*` and
-	// match-everything patterns are refused.
+	// Value of `http.cors.allow-origin`. Empty leaves CORS off; `*`, `null`
+	// and any /regex/ that admits a domain it does not spell out (such as
+	// /https:\/\/.*example\.com/) are refused, and so is regex syntax Java
+	// and Go read differently (possessive `*+`, lookarounds, `&&` classes).
 	CORSAllowOrigin string `mapstructure:"cors_allow_origin" json:"cors_allow_origin,omitempty"`
 	// Bootstrap a fixed cluster with these master-eligible node names. Leave
 	// empty for auto-scaled clusters, which must not set it.
 	InitialMasterNodes []string `mapstructure:"initial_master_nodes" json:"initial_master_nodes,omitempty"`
+	// Number of master-eligible nodes the cluster is launched with (1-9; 3
+	// is usual). Required for 6.x, where `discovery.zen.minimum_master_nodes`
+	// is written as its quorum (master_nodes / 2 + 1). On 7.x and later it
+	// turns on the first-cluster bootstrap of auto-scaling groups: the first
+	// master_nodes master-eligible nodes to claim a Parameter Store slot
+	// bootstrap the cluster together (see docs/esnode.md). 0 (the default
+	// on 7.x and later): nodes only join an existing cluster.
+	MasterNodes int `mapstructure:"master_nodes" json:"master_nodes,omitempty"`
 }
 
 // System holds the kernel and process limits of Elasticsearch's bootstrap

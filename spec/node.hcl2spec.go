@@ -46,6 +46,7 @@ type FlatCluster struct {
 	Roles              []string `mapstructure:"roles" json:"roles,omitempty" cty:"roles" hcl:"roles"`
 	CORSAllowOrigin    *string  `mapstructure:"cors_allow_origin" json:"cors_allow_origin,omitempty" cty:"cors_allow_origin" hcl:"cors_allow_origin"`
 	InitialMasterNodes []string `mapstructure:"initial_master_nodes" json:"initial_master_nodes,omitempty" cty:"initial_master_nodes" hcl:"initial_master_nodes"`
+	MasterNodes        *int     `mapstructure:"master_nodes" json:"master_nodes,omitempty" cty:"master_nodes" hcl:"master_nodes"`
 }
 
 // FlatMapstructure returns a new FlatCluster.
@@ -65,6 +66,7 @@ func (*FlatCluster) HCL2Spec() map[string]hcldec.Spec {
 		"roles":                &hcldec.AttrSpec{Name: "roles", Type: cty.List(cty.String), Required: false},
 		"cors_allow_origin":    &hcldec.AttrSpec{Name: "cors_allow_origin", Type: cty.String, Required: false},
 		"initial_master_nodes": &hcldec.AttrSpec{Name: "initial_master_nodes", Type: cty.List(cty.String), Required: false},
+		"master_nodes":         &hcldec.AttrSpec{Name: "master_nodes", Type: cty.Number, Required: false},
 	}
 	return s
 }
@@ -220,19 +222,49 @@ func (*FlatJava) HCL2Spec() map[string]hcldec.Spec {
 	return s
 }
 
+// FlatLifecycle is an auto-generated flat version of Lifecycle.
+// Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
+type FlatLifecycle struct {
+	TerminationHook   *string `mapstructure:"termination_hook" json:"termination_hook,omitempty" cty:"termination_hook" hcl:"termination_hook"`
+	DrainTimeout      *string `mapstructure:"drain_timeout" json:"drain_timeout,omitempty" cty:"drain_timeout" hcl:"drain_timeout"`
+	HeartbeatInterval *string `mapstructure:"heartbeat_interval" json:"heartbeat_interval,omitempty" cty:"heartbeat_interval" hcl:"heartbeat_interval"`
+}
+
+// FlatMapstructure returns a new FlatLifecycle.
+// FlatLifecycle is an auto-generated flat version of Lifecycle.
+// Where the contents a fields with a `mapstructure:,squash` tag are bubbled up.
+func (*Lifecycle) FlatMapstructure() interface{ HCL2Spec() map[string]hcldec.Spec } {
+	return new(FlatLifecycle)
+}
+
+// HCL2Spec returns the hcl spec of a Lifecycle.
+// This spec is used by HCL to read the fields of Lifecycle.
+// The decoded values from this spec will then be applied to a FlatLifecycle.
+func (*FlatLifecycle) HCL2Spec() map[string]hcldec.Spec {
+	s := map[string]hcldec.Spec{
+		"termination_hook":   &hcldec.AttrSpec{Name: "termination_hook", Type: cty.String, Required: false},
+		"drain_timeout":      &hcldec.AttrSpec{Name: "drain_timeout", Type: cty.String, Required: false},
+		"heartbeat_interval": &hcldec.AttrSpec{Name: "heartbeat_interval", Type: cty.String, Required: false},
+	}
+	return s
+}
+
 // FlatNode is an auto-generated flat version of Node.
 // Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
 type FlatNode struct {
-	Elasticsearch   *FlatElasticsearch   `mapstructure:"elasticsearch" json:"elasticsearch" required:"true" cty:"elasticsearch" hcl:"elasticsearch"`
-	Java            *FlatJava            `mapstructure:"java" json:"java" cty:"java" hcl:"java"`
-	Plugins         []FlatPlugin         `mapstructure:"plugin" json:"plugins" cty:"plugin" hcl:"plugin"`
-	ElasticHQ       *FlatElasticHQ       `mapstructure:"elastichq" json:"elastichq" cty:"elastichq" hcl:"elastichq"`
-	CloudWatchAgent *FlatCloudWatchAgent `mapstructure:"cloudwatch_agent" json:"cloudwatch_agent" cty:"cloudwatch_agent" hcl:"cloudwatch_agent"`
-	Firewall        *FlatFirewall        `mapstructure:"firewall" json:"firewall" cty:"firewall" hcl:"firewall"`
-	Heap            *FlatHeap            `mapstructure:"heap" json:"heap" cty:"heap" hcl:"heap"`
-	Cluster         *FlatCluster         `mapstructure:"cluster" json:"cluster" cty:"cluster" hcl:"cluster"`
-	System          *FlatSystem          `mapstructure:"system" json:"system" cty:"system" hcl:"system"`
-	MirrorURL       *string              `mapstructure:"mirror_url" json:"mirror_url,omitempty" cty:"mirror_url" hcl:"mirror_url"`
+	Elasticsearch     *FlatElasticsearch   `mapstructure:"elasticsearch" json:"elasticsearch" required:"true" cty:"elasticsearch" hcl:"elasticsearch"`
+	Java              *FlatJava            `mapstructure:"java" json:"java" cty:"java" hcl:"java"`
+	Plugins           []FlatPlugin         `mapstructure:"plugin" json:"plugins" cty:"plugin" hcl:"plugin"`
+	ElasticHQ         *FlatElasticHQ       `mapstructure:"elastichq" json:"elastichq" cty:"elastichq" hcl:"elastichq"`
+	CloudWatchAgent   *FlatCloudWatchAgent `mapstructure:"cloudwatch_agent" json:"cloudwatch_agent" cty:"cloudwatch_agent" hcl:"cloudwatch_agent"`
+	Firewall          *FlatFirewall        `mapstructure:"firewall" json:"firewall" cty:"firewall" hcl:"firewall"`
+	Heap              *FlatHeap            `mapstructure:"heap" json:"heap" cty:"heap" hcl:"heap"`
+	Cluster           *FlatCluster         `mapstructure:"cluster" json:"cluster" cty:"cluster" hcl:"cluster"`
+	System            *FlatSystem          `mapstructure:"system" json:"system" cty:"system" hcl:"system"`
+	Security          *FlatSecurity        `mapstructure:"security" json:"security,omitzero" cty:"security" hcl:"security"`
+	Lifecycle         *FlatLifecycle       `mapstructure:"lifecycle" json:"lifecycle,omitzero" cty:"lifecycle" hcl:"lifecycle"`
+	MirrorURL         *string              `mapstructure:"mirror_url" json:"mirror_url,omitempty" cty:"mirror_url" hcl:"mirror_url"`
+	AllowInsecureHTTP *bool                `mapstructure:"allow_insecure_http" json:"allow_insecure_http,omitempty" cty:"allow_insecure_http" hcl:"allow_insecure_http"`
 }
 
 // FlatMapstructure returns a new FlatNode.
@@ -247,16 +279,19 @@ func (*Node) FlatMapstructure() interface{ HCL2Spec() map[string]hcldec.Spec } {
 // The decoded values from this spec will then be applied to a FlatNode.
 func (*FlatNode) HCL2Spec() map[string]hcldec.Spec {
 	s := map[string]hcldec.Spec{
-		"elasticsearch":    &hcldec.BlockSpec{TypeName: "elasticsearch", Nested: hcldec.ObjectSpec((*FlatElasticsearch)(nil).HCL2Spec())},
-		"java":             &hcldec.BlockSpec{TypeName: "java", Nested: hcldec.ObjectSpec((*FlatJava)(nil).HCL2Spec())},
-		"plugin":           &hcldec.BlockListSpec{TypeName: "plugin", Nested: hcldec.ObjectSpec((*FlatPlugin)(nil).HCL2Spec())},
-		"elastichq":        &hcldec.BlockSpec{TypeName: "elastichq", Nested: hcldec.ObjectSpec((*FlatElasticHQ)(nil).HCL2Spec())},
-		"cloudwatch_agent": &hcldec.BlockSpec{TypeName: "cloudwatch_agent", Nested: hcldec.ObjectSpec((*FlatCloudWatchAgent)(nil).HCL2Spec())},
-		"firewall":         &hcldec.BlockSpec{TypeName: "firewall", Nested: hcldec.ObjectSpec((*FlatFirewall)(nil).HCL2Spec())},
-		"heap":             &hcldec.BlockSpec{TypeName: "heap", Nested: hcldec.ObjectSpec((*FlatHeap)(nil).HCL2Spec())},
-		"cluster":          &hcldec.BlockSpec{TypeName: "cluster", Nested: hcldec.ObjectSpec((*FlatCluster)(nil).HCL2Spec())},
-		"system":           &hcldec.BlockSpec{TypeName: "system", Nested: hcldec.ObjectSpec((*FlatSystem)(nil).HCL2Spec())},
-		"mirror_url":       &hcldec.AttrSpec{Name: "mirror_url", Type: cty.String, Required: false},
+		"elasticsearch":       &hcldec.BlockSpec{TypeName: "elasticsearch", Nested: hcldec.ObjectSpec((*FlatElasticsearch)(nil).HCL2Spec())},
+		"java":                &hcldec.BlockSpec{TypeName: "java", Nested: hcldec.ObjectSpec((*FlatJava)(nil).HCL2Spec())},
+		"plugin":              &hcldec.BlockListSpec{TypeName: "plugin", Nested: hcldec.ObjectSpec((*FlatPlugin)(nil).HCL2Spec())},
+		"elastichq":           &hcldec.BlockSpec{TypeName: "elastichq", Nested: hcldec.ObjectSpec((*FlatElasticHQ)(nil).HCL2Spec())},
+		"cloudwatch_agent":    &hcldec.BlockSpec{TypeName: "cloudwatch_agent", Nested: hcldec.ObjectSpec((*FlatCloudWatchAgent)(nil).HCL2Spec())},
+		"firewall":            &hcldec.BlockSpec{TypeName: "firewall", Nested: hcldec.ObjectSpec((*FlatFirewall)(nil).HCL2Spec())},
+		"heap":                &hcldec.BlockSpec{TypeName: "heap", Nested: hcldec.ObjectSpec((*FlatHeap)(nil).HCL2Spec())},
+		"cluster":             &hcldec.BlockSpec{TypeName: "cluster", Nested: hcldec.ObjectSpec((*FlatCluster)(nil).HCL2Spec())},
+		"system":              &hcldec.BlockSpec{TypeName: "system", Nested: hcldec.ObjectSpec((*FlatSystem)(nil).HCL2Spec())},
+		"security":            &hcldec.BlockSpec{TypeName: "security", Nested: hcldec.ObjectSpec((*FlatSecurity)(nil).HCL2Spec())},
+		"lifecycle":           &hcldec.BlockSpec{TypeName: "lifecycle", Nested: hcldec.ObjectSpec((*FlatLifecycle)(nil).HCL2Spec())},
+		"mirror_url":          &hcldec.AttrSpec{Name: "mirror_url", Type: cty.String, Required: false},
+		"allow_insecure_http": &hcldec.AttrSpec{Name: "allow_insecure_http", Type: cty.Bool, Required: false},
 	}
 	return s
 }
@@ -284,6 +319,49 @@ func (*FlatPlugin) HCL2Spec() map[string]hcldec.Spec {
 		"name":   &hcldec.AttrSpec{Name: "name", Type: cty.String, Required: false},
 		"url":    &hcldec.AttrSpec{Name: "url", Type: cty.String, Required: false},
 		"sha512": &hcldec.AttrSpec{Name: "sha512", Type: cty.String, Required: false},
+	}
+	return s
+}
+
+// FlatSecurity is an auto-generated flat version of Security.
+// Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
+type FlatSecurity struct {
+	TransportKey            *string `mapstructure:"transport_key" json:"transport_key,omitempty" cty:"transport_key" hcl:"transport_key"`
+	TransportCertificate    *string `mapstructure:"transport_certificate" json:"transport_certificate,omitempty" cty:"transport_certificate" hcl:"transport_certificate"`
+	TransportCA             *string `mapstructure:"transport_ca" json:"transport_ca,omitempty" cty:"transport_ca" hcl:"transport_ca"`
+	TransportPKCS12         *string `mapstructure:"transport_pkcs12" json:"transport_pkcs12,omitempty" cty:"transport_pkcs12" hcl:"transport_pkcs12"`
+	TransportPKCS12Password *string `mapstructure:"transport_pkcs12_password" json:"transport_pkcs12_password,omitempty" cty:"transport_pkcs12_password" hcl:"transport_pkcs12_password"`
+	HTTPKey                 *string `mapstructure:"http_key" json:"http_key,omitempty" cty:"http_key" hcl:"http_key"`
+	HTTPCertificate         *string `mapstructure:"http_certificate" json:"http_certificate,omitempty" cty:"http_certificate" hcl:"http_certificate"`
+	HTTPCA                  *string `mapstructure:"http_ca" json:"http_ca,omitempty" cty:"http_ca" hcl:"http_ca"`
+	HTTPPKCS12              *string `mapstructure:"http_pkcs12" json:"http_pkcs12,omitempty" cty:"http_pkcs12" hcl:"http_pkcs12"`
+	HTTPPKCS12Password      *string `mapstructure:"http_pkcs12_password" json:"http_pkcs12_password,omitempty" cty:"http_pkcs12_password" hcl:"http_pkcs12_password"`
+	ElasticPassword         *string `mapstructure:"elastic_password" json:"elastic_password,omitempty" cty:"elastic_password" hcl:"elastic_password"`
+}
+
+// FlatMapstructure returns a new FlatSecurity.
+// FlatSecurity is an auto-generated flat version of Security.
+// Where the contents a fields with a `mapstructure:,squash` tag are bubbled up.
+func (*Security) FlatMapstructure() interface{ HCL2Spec() map[string]hcldec.Spec } {
+	return new(FlatSecurity)
+}
+
+// HCL2Spec returns the hcl spec of a Security.
+// This spec is used by HCL to read the fields of Security.
+// The decoded values from this spec will then be applied to a FlatSecurity.
+func (*FlatSecurity) HCL2Spec() map[string]hcldec.Spec {
+	s := map[string]hcldec.Spec{
+		"transport_key":             &hcldec.AttrSpec{Name: "transport_key", Type: cty.String, Required: false},
+		"transport_certificate":     &hcldec.AttrSpec{Name: "transport_certificate", Type: cty.String, Required: false},
+		"transport_ca":              &hcldec.AttrSpec{Name: "transport_ca", Type: cty.String, Required: false},
+		"transport_pkcs12":          &hcldec.AttrSpec{Name: "transport_pkcs12", Type: cty.String, Required: false},
+		"transport_pkcs12_password": &hcldec.AttrSpec{Name: "transport_pkcs12_password", Type: cty.String, Required: false},
+		"http_key":                  &hcldec.AttrSpec{Name: "http_key", Type: cty.String, Required: false},
+		"http_certificate":          &hcldec.AttrSpec{Name: "http_certificate", Type: cty.String, Required: false},
+		"http_ca":                   &hcldec.AttrSpec{Name: "http_ca", Type: cty.String, Required: false},
+		"http_pkcs12":               &hcldec.AttrSpec{Name: "http_pkcs12", Type: cty.String, Required: false},
+		"http_pkcs12_password":      &hcldec.AttrSpec{Name: "http_pkcs12_password", Type: cty.String, Required: false},
+		"elastic_password":          &hcldec.AttrSpec{Name: "elastic_password", Type: cty.String, Required: false},
 	}
 	return s
 }

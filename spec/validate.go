@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -21,7 +22,7 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
 // Validate checks a defaulted spec (see SetDefaults) and returns every
 // problem at once, joined; each is a *FieldError.
 func (n *Node) Validate() error {
-	var v validator
+	v := validator{allowHTTP: n.AllowInsecureHTTP}
 	es := n.Elasticsearch
 	ver, err := ParseVersion(es.Version)
 	switch {
@@ -52,6 +53,8 @@ func (n *Node) Validate() error {
 	}
 	if j.Package != "" && !debPackageName.MatchString(j.Package) {
 		v.addf("java.package", "%q is not a Debian package name", j.Package)
+	} else if known && ver.Major < 7 && j.Package != "" {
+		v.java6(j.Package)
 	}
 
 	seen := map[string]bool{}
@@ -134,8 +137,8 @@ func (n *Node) Validate() error {
 	if h.MinMB < 256 {
 		v.addf("heap.min_mb", "%d MiB is too small to run Elasticsearch; use at least 256 (default 1024)", h.MinMB)
 	}
-	if h.MaxMB >= CompressedOopsMB {
-		v.addf("heap.max_mb", "%d MiB is at or over the compressed-oops threshold (%d MiB); use at most %d", h.MaxMB, CompressedOopsMB, DefaultHeapMaxMB)
+	if h.MaxMB > DefaultHeapMaxMB {
+		v.addf("heap.max_mb", "%d MiB is over %d MiB: near %d MiB the JVM stops using compressed object pointers (the exact limit depends on the JVM), and a larger heap then holds less; use at most %d", h.MaxMB, DefaultHeapMaxMB, CompressedOopsMB, DefaultHeapMaxMB)
 	}
 	if h.MinMB > h.MaxMB {
 		v.addf("heap.min_mb", "%d MiB is above heap.max_mb (%d MiB); lower min_mb or raise max_mb", h.MinMB, h.MaxMB)
@@ -145,19 +148,34 @@ func (n *Node) Validate() error {
 	if c.Name != "" && !clusterName.MatchString(c.Name) {
 		v.addf("cluster.name", "%q is not a usable cluster name (letters, digits, _ and -, at most 255)", c.Name)
 	}
-	if !validTagKey(c.DiscoveryTagKey) {
+	switch {
+	case !validTagKey(c.DiscoveryTagKey):
 		v.addf("cluster.discovery_tag_key", "%q is not an EC2 tag key (1-128 characters, not starting with aws:)", c.DiscoveryTagKey)
+	case !DiscoveryTagKeyPattern.MatchString(c.DiscoveryTagKey):
+		v.addf("cluster.discovery_tag_key", "%q cannot be used by discovery-ec2: Elasticsearch setting keys allow only ASCII letters, digits, _ and - in discovery.ec2.tag.<key>, and refuse to start on others; use a key such as es_cluster", c.DiscoveryTagKey)
 	}
 	for i, r := range c.Roles {
 		if !knownRoles[r] {
 			v.addf(fmt.Sprintf("cluster.roles[%d]", i), "%q is not an Elasticsearch node role (master, data, data_content, data_hot, data_warm, data_cold, data_frozen, ingest, ml, remote_cluster_client, transform, voting_only)", r)
 		}
 	}
-	if known && ver.Major < 7 && len(c.InitialMasterNodes) > 0 {
-		v.add("cluster.initial_master_nodes", "applies to Elasticsearch 7 and later; 6.x uses discovery.zen.minimum_master_nodes")
+	if err := CheckRoles(c.Roles); err != nil {
+		v.add("cluster.roles", err.Error())
 	}
-	if MatchesEverything(c.CORSAllowOrigin) {
-		v.addf("cluster.cors_allow_origin", "%q lets every web origin call the cluster; list the origins that need it, such as https://app.example.com", c.CORSAllowOrigin)
+	if known && ver.Major < 7 && len(c.InitialMasterNodes) > 0 {
+		v.add("cluster.initial_master_nodes", "applies to Elasticsearch 7 and later; 6.x uses discovery.zen.minimum_master_nodes, written from cluster.master_nodes")
+	}
+	if d := Duplicates(c.InitialMasterNodes); len(d) > 0 {
+		v.addf("cluster.initial_master_nodes", "lists %s more than once; Elasticsearch refuses duplicate entries: list each node once", strings.Join(d, ", "))
+	}
+	switch {
+	case c.MasterNodes < 0 || c.MasterNodes > MaxMasterNodes:
+		v.addf("cluster.master_nodes", "%d is outside 1-%d; set the number of master-eligible nodes the cluster is launched with (3 is usual)", c.MasterNodes, MaxMasterNodes)
+	case known && ver.Major < 7 && c.MasterNodes == 0:
+		v.addf("cluster.master_nodes", "is required for Elasticsearch %s: without it discovery.zen.minimum_master_nodes stays -1 and every master-eligible node can elect itself (split brain); set the number of master-eligible nodes, such as 3 (written as minimum_master_nodes = 2)", es.Version)
+	}
+	if err := CheckCORSOrigin(c.CORSAllowOrigin); err != nil {
+		v.add("cluster.cors_allow_origin", err.Error())
 	}
 
 	s := n.System
@@ -171,6 +189,12 @@ func (n *Node) Validate() error {
 		v.addf("system.nproc", "%d is below Elasticsearch's bootstrap check minimum %d", s.NProc, MinNProc)
 	}
 
+	v.lifecycle(n.Lifecycle)
+
+	for _, fe := range CheckSecurity(n.Security, "security.") {
+		v.errs = append(v.errs, fe)
+	}
+
 	if n.MirrorURL != "" {
 		if err := checkURL(n.MirrorURL); err != nil {
 			v.add("mirror_url", err.Error())
@@ -179,30 +203,71 @@ func (n *Node) Validate() error {
 	return v.err()
 }
 
-// MatchesEverything reports whether a CORS allow-origin value admits every
-// origin: `*`, or a /regex/ that, matched whole as Elasticsearch matches it,
-// accepts any web origin.
-func MatchesEverything(origin string) bool {
-	o := strings.TrimSpace(origin)
-	if o == "*" {
-		return true
+// MatchesEverything reports whether a CORS allow-origin value is refused by
+// CheckCORSOrigin (any origin, an open or uncheckable pattern).
+func MatchesEverything(origin string) bool { return CheckCORSOrigin(origin) != nil }
+
+// DiscoveryTagKeyPattern is what Elasticsearch accepts in a setting key's
+// tag part (Setting.AffixKey / Settings key pattern [-\w]+, ASCII).
+var DiscoveryTagKeyPattern = regexp.MustCompile(`^[-A-Za-z0-9_]+$`)
+
+// CheckRoles refuses role lists Elasticsearch refuses at start:
+// voting_only without master (VotingOnlyNodePlugin).
+func CheckRoles(roles []string) error {
+	has := map[string]bool{}
+	for _, r := range roles {
+		has[r] = true
 	}
-	if len(o) >= 2 && strings.HasPrefix(o, "/") && strings.HasSuffix(o, "/") {
-		re, err := regexp.Compile("^(?:" + o[1:len(o)-1] + ")$")
-		if err != nil {
-			return false
-		}
-		for _, probe := range []string{"https://attacker.invalid", "http://x", "https://a.b.example:8443"} {
-			if !re.MatchString(probe) {
-				return false
-			}
-		}
-		return true
+	if has["voting_only"] && !has["master"] {
+		return fmt.Errorf("voting_only needs the master role too: Elasticsearch refuses to start a voting-only node that is not master-eligible; add master or remove voting_only")
 	}
-	return false
+	if d := Duplicates(roles); len(d) > 0 {
+		return fmt.Errorf("lists %s more than once; list each role once", strings.Join(d, ", "))
+	}
+	return nil
 }
 
-type validator struct{ errs []error }
+// Duplicates returns the items listed more than once, in first order.
+func Duplicates(items []string) []string {
+	seen := map[string]int{}
+	var out []string
+	for _, it := range items {
+		seen[it]++
+		if seen[it] == 2 {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+// java6 checks a Java package for Elasticsearch 6.8, which runs on Java 8
+// or 11: its SecurityManager use fails on Java 18 and later (JEP 411).
+func (v *validator) java6(pkg string) {
+	if pkg == "default-jre-headless" || pkg == "default-jre" || pkg == "default-jdk-headless" || pkg == "default-jdk" {
+		v.addf("java.package", "%q is the distribution's default Java (17 on Debian 12, 21 on Debian 13 and Ubuntu 24.04), not one Elasticsearch 6.8 supports; name Java 11 or 8, such as openjdk-11-jre-headless, or a JDK .deb in java.url", pkg)
+		return
+	}
+	m := javaMajor.FindStringSubmatch(pkg)
+	if m == nil {
+		return
+	}
+	if major, _ := strconv.Atoi(m[1]); major >= 18 {
+		v.addf("java.package", "%q is Java %d; Elasticsearch 6.8 cannot run on Java 18 or later (its SecurityManager use fails); use Java 11 or 8, such as openjdk-11-jre-headless", pkg, major)
+	}
+}
+
+var javaMajor = regexp.MustCompile(`^(?:openjdk-|temurin-|java-|msopenjdk-|zulu|adoptopenjdk-)(\d+)`)
+
+type validator struct {
+	errs      []error
+	allowHTTP bool // the spec's allow_insecure_http
+}
+
+// InsecureChecksum reports whether a sha512 value reads its checksum file
+// over plain http://.
+func InsecureChecksum(sum string) bool {
+	return strings.HasPrefix(strings.ToLower(strings.TrimSpace(sum)), "file:http://")
+}
 
 func (v *validator) add(field, problem string) {
 	v.errs = append(v.errs, &FieldError{Field: field, Problem: problem})
@@ -231,6 +296,8 @@ func (v *validator) artifact(field, rawURL, sum, mirror string, officialSums boo
 	if sum != "" {
 		if err := CheckChecksum(sum); err != nil {
 			v.add(field+".sha512", err.Error())
+		} else if InsecureChecksum(sum) && !v.allowHTTP {
+			v.add(field+".sha512", "reads its checksum over plain http://, so whoever can change the traffic can swap the package and its checksum together; use file:https://, put the SHA-512 itself here, or set allow_insecure_http = true")
 		}
 		return
 	}
@@ -331,3 +398,8 @@ var officialPlugins = map[string]bool{
 	"repository-azure": true, "repository-gcs": true, "repository-hdfs": true, "repository-s3": true,
 	"store-smb": true,
 }
+
+// durationError names the field whose value is not a duration.
+type durationError struct{ field, problem string }
+
+func (e *durationError) Error() string { return e.field + ": " + e.problem }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esbake/packer-plugin-elasticsearch/audit/internal/fleetfacts"
 	"github.com/esbake/packer-plugin-elasticsearch/policies"
 )
 
@@ -84,7 +85,8 @@ func conftestBinary(b *testing.B) string {
 }
 
 // p3Inputs writes n input documents (alternately seed-style and clean
-// nodes, each with its own name) to dir and returns their paths and bytes.
+// nodes, the clean ones with a realistic 60-rule firewall, each with its own
+// name) to dir and returns their paths and bytes.
 // Each file is the whole policy input ({"facts": ..., "node": ...,
 // "probes": ..., "policy": ...}): conftest passes a file as `input` as is,
 // and our engine gets the same bytes through EvaluateJSON.
@@ -94,6 +96,7 @@ func p3Inputs(b *testing.B, dir string, n int) ([]string, [][]byte) {
 	docs := make([][]byte, n)
 	for i := range n {
 		in := cleanNode()
+		fleetfacts.WithFirewallRules(in.Facts, 60)
 		if i%2 == 0 {
 			in = seedNode()
 		}

@@ -1,15 +1,18 @@
 // Package eval checks facts documents against the Rego policies: it loads
 // the policies once (embedded, or a --policies directory), reads each rule's
-// METADATA into a catalogue, prepares one query over data.esbake.rules, and
+// METADATA into a catalogue, prepares one query over the rules' deny and
+// violation sets (OPA's prepare once, evaluate many), and
 // evaluates it per node.
 package eval
 
 import (
-	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io/fs"
 	"os"
 	"path"
@@ -18,6 +21,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -60,6 +64,38 @@ type Options struct {
 	// Stage selects the rules to run: StageAudit (default), StageBake, or
 	// StageAll.
 	Stage string
+	// Sources, when set, replace FS and Dir: several policy sets merged
+	// into one (esaudit: the built-ins plus each --policies DIR). Rule ids
+	// must stay unique across them.
+	Sources []Source
+	// Rules and Packages keep only matching rules (globs on the id and the
+	// package, e.g. ES-NET-* or esbake.rules.network); SkipRules and
+	// SkipPackages drop matching ones. A pattern that matches no rule is
+	// an error, so a typo never silently runs nothing.
+	Rules, SkipRules, Packages, SkipPackages []string
+}
+
+// Source is one set of policy files.
+type Source struct {
+	// Name shows where a file came from in messages ("policies" for the
+	// built-ins, the directory otherwise).
+	Name string
+	FS   fs.FS
+}
+
+// BuiltinSource is the embedded policy set.
+func BuiltinSource() Source { return Source{Name: "policies", FS: policies.FS} }
+
+// DirSource is a policy directory, checked to exist.
+func DirSource(dir string) (Source, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return Source{}, fmt.Errorf("policy directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return Source{}, fmt.Errorf("policy directory %s is not a directory: pass the directory that holds the .rego files", dir)
+	}
+	return Source{Name: dir, FS: os.DirFS(dir)}, nil
 }
 
 // Rule is one rule of the catalogue, read from its METADATA.
@@ -72,6 +108,11 @@ type Rule struct {
 	Stages      []string `json:"stages"`
 	// Package is the Rego package, such as esbake.rules.network.
 	Package string `json:"package"`
+	// Requires are the facts the rule needs (METADATA custom.requires):
+	// fact names as in facts.errors ("elasticsearch.yml", "firewall"),
+	// "node.security_groups", "probes", "probes.es_api" or
+	// "probes.snapshot_policies". Without one the rule is not evaluated.
+	Requires []string `json:"requires,omitempty"`
 }
 
 // Finding is one violation of a rule on a node.
@@ -88,35 +129,21 @@ type Finding struct {
 
 // Engine evaluates one prepared query; it is safe for concurrent use.
 type Engine struct {
-	stage    string
-	rules    []Rule
-	byID     map[string]Rule
-	packages [][]string // paths under Query of packages with check rules
-	query    rego.PreparedEvalQuery
+	stage  string
+	rules  []Rule
+	byID   map[string]Rule
+	checks []check // the finding sets the query reads, one binding each
+	query  rego.PreparedEvalQuery
+	digest string
 }
+
+// Digest is "sha256:<hex>" over every policy file loaded (name and
+// content, tests excluded), so a report records which rules judged it.
+func (e *Engine) Digest() string { return e.digest }
 
 // New loads, validates and compiles the policies, and prepares the query.
 // Errors name the file and line at fault.
 func New(ctx context.Context, opts Options) (*Engine, error) {
-	fsys, where := opts.FS, "embedded policies"
-	display := func(p string) string { return path.Join("policies", p) }
-	switch {
-	case opts.Dir != "":
-		fi, err := os.Stat(opts.Dir)
-		if err != nil {
-			return nil, fmt.Errorf("policy directory: %w", err)
-		}
-		if !fi.IsDir() {
-			return nil, fmt.Errorf("policy directory %s is not a directory: pass the directory that holds the .rego files", opts.Dir)
-		}
-		fsys, where = os.DirFS(opts.Dir), opts.Dir
-		display = func(p string) string { return filepath.Join(opts.Dir, filepath.FromSlash(p)) }
-	case fsys == nil:
-		fsys = policies.FS
-	default:
-		where = "policy files"
-		display = func(p string) string { return p }
-	}
 	stage := opts.Stage
 	if stage == "" {
 		stage = StageAudit
@@ -124,10 +151,18 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if stage != StageAudit && stage != StageBake && stage != StageAll {
 		return nil, fmt.Errorf("stage %q is not %s, %s or %s", stage, StageAudit, StageBake, StageAll)
 	}
-
-	mods, err := loadModules(fsys, display)
+	srcs, where, err := opts.sources()
 	if err != nil {
 		return nil, err
+	}
+	var mods []*ast.Module
+	digest := sha256.New()
+	for _, src := range srcs {
+		ms, err := loadModules(src, false, digest)
+		if err != nil {
+			return nil, err
+		}
+		mods = append(mods, ms...)
 	}
 	if len(mods) == 0 {
 		return nil, fmt.Errorf("no .rego policies in %s", where)
@@ -137,34 +172,38 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		return nil, err
 	}
 
-	e := &Engine{stage: stage, byID: map[string]Rule{}}
-	pkgs := map[string][]string{}
+	e := &Engine{stage: stage, byID: map[string]Rule{}, digest: "sha256:" + hex.EncodeToString(digest.Sum(nil))}
+	checks := map[string]check{}
+	if err := checkPatterns(defs, opts); err != nil {
+		return nil, err
+	}
 	for _, d := range defs {
-		if stage != StageAll && !slices.Contains(d.Stages, stage) {
+		if stage != StageAll && !slices.Contains(d.Stages, stage) || !opts.selects(d.Rule) {
 			drop(d.module, d.rule)
 			continue
 		}
 		e.rules = append(e.rules, d.Rule)
 		e.byID[d.ID] = d.Rule
-		rel := d.module.Package.Path[len(queryRef):]
-		key := rel.String()
-		if _, ok := pkgs[key]; !ok {
-			var p []string
-			for _, t := range rel {
-				s, _ := t.Value.(ast.String)
-				p = append(p, string(s))
-			}
-			pkgs[key] = p
+		name := string(d.rule.Head.Ref()[0].Value.(ast.Var))
+		ref := d.module.Package.Path.Copy().Append(ast.StringTerm(name))
+		if _, ok := checks[ref.String()]; !ok {
+			checks[ref.String()] = check{pkg: pkgString(d.module), name: name, ref: ref}
 		}
 	}
 	sort.Slice(e.rules, func(i, j int) bool { return e.rules[i].ID < e.rules[j].ID })
-	keys := make([]string, 0, len(pkgs))
-	for k := range pkgs {
-		keys = append(keys, k)
+	for _, c := range checks {
+		e.checks = append(e.checks, c)
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		e.packages = append(e.packages, pkgs[k])
+	sort.Slice(e.checks, func(i, j int) bool { return e.checks[i].ref.String() < e.checks[j].ref.String() })
+	// Query only the finding sets, not every document under Query: helper
+	// values in rule packages are then evaluated only when a rule needs them.
+	query := "true"
+	if len(e.checks) > 0 {
+		var exprs []string
+		for i, c := range e.checks {
+			exprs = append(exprs, fmt.Sprintf("%s = %s", checkVar(i), c.ref))
+		}
+		query = strings.Join(exprs, "; ")
 	}
 
 	caps := ast.CapabilitiesForThisVersion()
@@ -172,7 +211,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		return slices.Contains(forbiddenBuiltins, b.Name)
 	})
 	ropts := []func(*rego.Rego){
-		rego.Query(Query),
+		rego.Query(query),
 		rego.Capabilities(caps),
 		rego.SetRegoVersion(ast.RegoV1),
 	}
@@ -195,6 +234,7 @@ func (e *Engine) Catalogue() []Rule {
 	out := make([]Rule, len(e.rules))
 	for i, r := range e.rules {
 		r.Stages = slices.Clone(r.Stages)
+		r.Requires = slices.Clone(r.Requires)
 		out[i] = r
 	}
 	return out
@@ -213,7 +253,7 @@ func (e *Engine) Evaluate(ctx context.Context, in Input) ([]Finding, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode policy input: %w", err)
 	}
-	v, err := ast.ValueFromReader(bytes.NewReader(b))
+	v, err := parseInput(b)
 	if err != nil {
 		return nil, fmt.Errorf("convert policy input: %w", err)
 	}
@@ -223,7 +263,7 @@ func (e *Engine) Evaluate(ctx context.Context, in Input) ([]Finding, error) {
 // EvaluateJSON checks a raw input document (the same shape as Input), as
 // `opa eval -i` would; for tools and benchmarks that hold JSON already.
 func (e *Engine) EvaluateJSON(ctx context.Context, input []byte) ([]Finding, error) {
-	v, err := ast.ValueFromReader(bytes.NewReader(input))
+	v, err := parseInput(input)
 	if err != nil {
 		return nil, fmt.Errorf("policy input is not JSON: %w", err)
 	}
@@ -235,33 +275,25 @@ func (e *Engine) evaluate(ctx context.Context, input ast.Value) ([]Finding, erro
 	if err != nil {
 		return nil, fmt.Errorf("evaluate policies: %w", err)
 	}
-	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+	if len(rs) == 0 || len(e.checks) == 0 {
 		return nil, nil
 	}
-	root := rs[0].Expressions[0].Value
 	var out []Finding
-	for _, pkg := range e.packages {
-		doc, ok := lookup(root, pkg)
+	for i, c := range e.checks {
+		raw, ok := rs[0].Bindings[checkVar(i)]
 		if !ok {
 			continue
 		}
-		pkgName := strings.Join(append([]string{"esbake", "rules"}, pkg...), ".")
-		for _, name := range checkNames {
-			raw, ok := doc[name]
-			if !ok {
-				continue
+		items, ok := raw.([]any)
+		if !ok {
+			return nil, fmt.Errorf("package %s: %s is %s, not a set of findings: write `%s contains finding if { ... }`", c.pkg, c.name, kind(raw), c.name)
+		}
+		for _, it := range items {
+			f, err := e.finding(c.pkg, it)
+			if err != nil {
+				return nil, err
 			}
-			items, ok := raw.([]any)
-			if !ok {
-				return nil, fmt.Errorf("package %s: %s is %s, not a set of findings: write `%s contains finding if { ... }`", pkgName, name, kind(raw), name)
-			}
-			for _, it := range items {
-				f, err := e.finding(pkgName, it)
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, f)
-			}
+			out = append(out, f)
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool {
@@ -277,17 +309,14 @@ func (e *Engine) evaluate(ctx context.Context, input ast.Value) ([]Finding, erro
 	return out, nil
 }
 
-func lookup(v any, p []string) (map[string]any, bool) {
-	for _, k := range p {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		v = m[k]
-	}
-	m, ok := v.(map[string]any)
-	return m, ok
+// check is one finding set: rule name name (deny or violation) in package
+// pkg, read through ref.
+type check struct {
+	pkg, name string
+	ref       ast.Ref
 }
+
+func checkVar(i int) string { return fmt.Sprintf("check%d", i) }
 
 func (e *Engine) finding(pkg string, item any) (Finding, error) {
 	obj, ok := item.(map[string]any)
@@ -364,9 +393,20 @@ func kind(v any) string {
 
 // ---- loading and metadata ----
 
-func loadModules(fsys fs.FS, display func(string) string) ([]*ast.Module, error) {
+// loadModules parses a source's .rego files (tests only when tests is
+// set), hashing name and content of the policy files into digest.
+func loadModules(src Source, tests bool, digest hash.Hash) ([]*ast.Module, error) {
+	display := func(p string) string {
+		if src.Name == "" {
+			return p
+		}
+		if src.Name == "policies" {
+			return path.Join("policies", p)
+		}
+		return filepath.Join(src.Name, filepath.FromSlash(p))
+	}
 	var mods []*ast.Module
-	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(src.FS, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("read policies at %s: %w", display(p), err)
 		}
@@ -376,14 +416,19 @@ func loadModules(fsys fs.FS, display func(string) string) ([]*ast.Module, error)
 			}
 			return nil
 		}
-		if !strings.HasSuffix(p, ".rego") || strings.HasSuffix(p, "_test.rego") {
+		isTest := strings.HasSuffix(p, "_test.rego")
+		if !strings.HasSuffix(p, ".rego") || isTest && !tests {
 			return nil
 		}
-		src, err := fs.ReadFile(fsys, p)
+		b, err := fs.ReadFile(src.FS, p)
 		if err != nil {
 			return fmt.Errorf("read policy %s: %w", display(p), err)
 		}
-		m, err := ast.ParseModuleWithOpts(display(p), string(src), ast.ParserOptions{ProcessAnnotation: true, RegoVersion: ast.RegoV1})
+		if digest != nil && !isTest {
+			fmt.Fprintf(digest, "%s\x00%d\x00", display(p), len(b))
+			digest.Write(b)
+		}
+		m, err := ast.ParseModuleWithOpts(display(p), string(b), ast.ParserOptions{ProcessAnnotation: true, RegoVersion: ast.RegoV1})
 		if err != nil {
 			return fmt.Errorf("policy %s does not parse (policies are Rego v1; `opa fmt --v0-v1` converts older ones): %w", display(p), err)
 		}
@@ -392,6 +437,93 @@ func loadModules(fsys fs.FS, display func(string) string) ([]*ast.Module, error)
 	})
 	return mods, err
 }
+
+// sources resolves Sources, Dir and FS into the policy sets to load, and
+// a description for messages.
+func (o Options) sources() ([]Source, string, error) {
+	switch {
+	case len(o.Sources) > 0:
+		var names []string
+		for _, s := range o.Sources {
+			names = append(names, s.Name)
+		}
+		return o.Sources, strings.Join(names, " + "), nil
+	case o.Dir != "":
+		s, err := DirSource(o.Dir)
+		if err != nil {
+			return nil, "", err
+		}
+		return []Source{s}, o.Dir, nil
+	case o.FS == nil:
+		return []Source{BuiltinSource()}, "embedded policies", nil
+	}
+	return []Source{{FS: o.FS}}, "policy files", nil
+}
+
+// selects applies the rule and package include/exclude globs.
+func (o Options) selects(r Rule) bool {
+	if len(o.Rules) > 0 && !matchAny(o.Rules, r.ID) {
+		return false
+	}
+	if len(o.Packages) > 0 && !matchAny(o.Packages, r.Package) {
+		return false
+	}
+	return !matchAny(o.SkipRules, r.ID) && !matchAny(o.SkipPackages, r.Package)
+}
+
+func matchAny(patterns []string, s string) bool {
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, s); ok || p == s {
+			return true
+		}
+	}
+	return false
+}
+
+// checkPatterns refuses include/exclude patterns that match no rule.
+func checkPatterns(defs []ruleDef, o Options) error {
+	var errs []string
+	for _, set := range []struct {
+		flag     string
+		patterns []string
+		pkg      bool
+	}{{"--rule", o.Rules, false}, {"--skip-rule", o.SkipRules, false}, {"--package", o.Packages, true}, {"--skip-package", o.SkipPackages, true}} {
+		for _, p := range set.patterns {
+			if _, err := path.Match(p, ""); err != nil {
+				errs = append(errs, fmt.Sprintf("%s %q is not a valid glob: %v", set.flag, p, err))
+				continue
+			}
+			found := false
+			for _, d := range defs {
+				v := d.ID
+				if set.pkg {
+					v = d.Package
+				}
+				if matchAny([]string{p}, v) {
+					found = true
+					break
+				}
+			}
+			if !found {
+				what := "rule id"
+				if set.pkg {
+					what = "package"
+				}
+				errs = append(errs, fmt.Sprintf("%s %q matches no %s of the loaded policies (see `esaudit policies`)", set.flag, p, what))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return &SelectionError{Msg: strings.Join(errs, "; ")}
+	}
+	return nil
+}
+
+// SelectionError is a rule or package pattern that selects nothing: a
+// usage mistake, not a broken policy.
+type SelectionError struct{ Msg string }
+
+func (e *SelectionError) Error() string { return e.Msg }
 
 type ruleDef struct {
 	Rule
@@ -448,6 +580,11 @@ func readCatalogue(mods []*ast.Module) ([]ruleDef, error) {
 			if err != nil {
 				problems = append(problems, err.Error())
 			}
+			reqs, err := readRequires(a.Custom)
+			if err != nil {
+				problems = append(problems, err.Error())
+			}
+			d.Requires = reqs
 			d.Stages = stages
 			if len(problems) > 0 {
 				errs = append(errs, fmt.Errorf("%s: METADATA of rule %s (%s): %s", loc, name, pkgString(m), strings.Join(problems, "; ")))
@@ -516,6 +653,31 @@ func readStages(custom map[string]any) ([]string, error) {
 	return out, nil
 }
 
+func readRequires(custom map[string]any) ([]string, error) {
+	raw, ok := custom["requires"]
+	if !ok {
+		return nil, nil
+	}
+	var list []any
+	switch x := raw.(type) {
+	case string:
+		list = []any{x}
+	case []any:
+		list = x
+	default:
+		return nil, fmt.Errorf("custom.requires is %v, not a list of fact names", raw)
+	}
+	var out []string
+	for _, v := range list {
+		s, ok := v.(string)
+		if !ok || strings.TrimSpace(s) == "" {
+			return nil, fmt.Errorf("custom.requires entry %v is not a fact name such as elasticsearch.yml or node.security_groups", v)
+		}
+		out = append(out, strings.TrimSpace(s))
+	}
+	return out, nil
+}
+
 // drop removes a rule, its METADATA and the comments that hold it from its
 // module, for stage filtering: the rule is then neither compiled nor
 // evaluated. (The compiler re-reads annotations from comments when a
@@ -545,3 +707,22 @@ func location(l *ast.Location) string {
 	}
 	return fmt.Sprintf("%s:%d", l.File, l.Row)
 }
+
+var builtinIDs = sync.OnceValue(func() map[string]bool {
+	out := map[string]bool{}
+	mods, err := loadModules(BuiltinSource(), false, nil)
+	if err != nil {
+		return out
+	}
+	defs, err := readCatalogue(mods)
+	if err != nil {
+		return out
+	}
+	for _, d := range defs {
+		out[d.ID] = true
+	}
+	return out
+})
+
+// IsBuiltin reports whether id is a rule of the embedded policies.
+func IsBuiltin(id string) bool { return builtinIDs()[id] }

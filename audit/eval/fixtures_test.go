@@ -1,141 +1,19 @@
 package eval
 
 import (
-	"time"
-
+	"github.com/esbake/packer-plugin-elasticsearch/audit/internal/fleetfacts"
 	"github.com/esbake/packer-plugin-elasticsearch/facts"
 	"github.com/esbake/packer-plugin-elasticsearch/spec"
 )
 
-const (
-	mib = int64(1) << 20
-	gib = int64(1) << 30
-)
+const gib = int64(1) << 30
 
 func intp(i int) *int { return &i }
 
 // cleanNode is a node baked by esnode from a default spec and booted in
 // subnet 10.0.1.0/24: it must pass every rule.
 func cleanNode() Input {
-	n := spec.Node{Elasticsearch: spec.Elasticsearch{Version: "8.15.3"}}
-	n.SetDefaults()
-	baked := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
-	heapFile := "/etc/elasticsearch/jvm.options.d/esnode-heap.options"
-	rule := func(chain string, r facts.FirewallRule) facts.FirewallRule {
-		r.Backend, r.Family, r.Table, r.Chain = "iptables", "ipv4", "filter", chain
-		if r.Target == "" {
-			r.Target = "ACCEPT"
-		}
-		if r.DPorts == nil {
-			r.DPorts = []facts.PortRange{}
-		}
-		if r.Sources == nil {
-			r.Sources = []string{}
-		}
-		return r
-	}
-	tcpFrom := func(port int, src string) facts.FirewallRule {
-		return rule("ESNODE-INPUT", facts.FirewallRule{Proto: "tcp", DPorts: []facts.PortRange{{From: port, To: port}}, Sources: []string{src}})
-	}
-	f := &facts.Facts{
-		SchemaVersion: facts.SchemaVersion,
-		CollectedAt:   time.Date(2026, 11, 25, 2, 0, 0, 0, time.UTC),
-		Root:          "/",
-		Live:          true,
-		Host: facts.Host{
-			Hostname:      "ip-10-0-1-23",
-			InstanceID:    "i-0123456789abcdef0",
-			MemTotalBytes: 8 * gib,
-			Kernel:        "6.1.0-27-cloud-amd64",
-			OSRelease:     facts.OSRelease{ID: "debian", VersionID: "12", PrettyName: "Debian GNU/Linux 12 (bookworm)"},
-			Boot: &facts.BootState{
-				InstanceID: "i-0123456789abcdef0", LocalIPv4: "10.0.1.23",
-				SubnetCIDR: "10.0.1.0/24", VPCCIDR: "10.0.0.0/16",
-				AZ: "eu-west-2a", Region: "eu-west-2", ClusterName: "aardvark-cluster",
-				Tags: map[string]string{"es_cluster": "aardvark-cluster"},
-			},
-		},
-		Listeners: []facts.Listener{
-			{Proto: "tcp", Address: "0.0.0.0", Port: 22, AllInterfaces: true, Process: "sshd", UID: 0, User: "root"},
-			{Proto: "tcp", Address: "127.0.0.53", Port: 53, Loopback: true, Process: "systemd-resolve", UID: 991},
-			{Proto: "tcp6", Address: "::ffff:10.0.1.23", Port: 9200, Process: "java", UID: 112, User: "elasticsearch"},
-			{Proto: "tcp6", Address: "::ffff:10.0.1.23", Port: 9300, Process: "java", UID: 112, User: "elasticsearch"},
-		},
-		Firewall: facts.Firewall{
-			Backend:             "iptables",
-			Source:              []string{"iptables-save", "ip6tables-save"},
-			DefaultInputPolicy:  "DROP",
-			DefaultInputPolicy6: "DROP",
-			Chains: []facts.Chain{
-				{Backend: "iptables", Family: "ipv4", Table: "filter", Name: "INPUT", Hook: "input", Policy: "DROP"},
-				{Backend: "iptables", Family: "ipv4", Table: "filter", Name: "OUTPUT", Hook: "output", Policy: "ACCEPT"},
-				{Backend: "iptables", Family: "ipv4", Table: "filter", Name: "ESNODE-INPUT"},
-			},
-			Rules: []facts.FirewallRule{
-				rule("INPUT", facts.FirewallRule{Hook: "input", Target: "ESNODE-INPUT"}),
-				rule("ESNODE-INPUT", facts.FirewallRule{InInterface: "lo"}),
-				rule("ESNODE-INPUT", facts.FirewallRule{CTState: []string{"related", "established"}}),
-				tcpFrom(9200, "10.0.1.0/24"),
-				tcpFrom(9300, "10.0.1.0/24"),
-				tcpFrom(22, "10.0.0.0/16"),
-			},
-		},
-		Elasticsearch: facts.Elasticsearch{
-			ConfigDir: "/etc/elasticsearch",
-			YML: map[string]any{
-				"cluster.name":                 "aardvark-cluster",
-				"node.name":                    "i-0123456789abcdef0",
-				"network.host":                 "10.0.1.23",
-				"discovery.seed_providers":     "ec2",
-				"discovery.ec2.tag.es_cluster": "aardvark-cluster",
-				"xpack.security.enabled":       true,
-			},
-			YMLErrors: []string{},
-			Version:   "8.15.3",
-			Keystore: facts.Keystore{
-				Path: "/etc/elasticsearch/elasticsearch.keystore", Present: true, Mode: "0660",
-				Owner: "root", Group: "elasticsearch", EntriesKnown: true,
-				Entries: []string{"keystore.seed", "xpack.security.http.ssl.keystore.secure_password"},
-			},
-			Heap: facts.Heap{
-				JDKMajor: 21, Files: []string{"/etc/elasticsearch/jvm.options", heapFile},
-				XmsBytes: 4096 * mib, XmxBytes: 4096 * mib,
-				Sources: []facts.HeapSetting{
-					{Kind: "xms", Option: "-Xms4096m", Bytes: 4096 * mib, Source: heapFile + ":3"},
-					{Kind: "xmx", Option: "-Xmx4096m", Bytes: 4096 * mib, Source: heapFile + ":4"},
-				},
-				Duplicates: []facts.HeapDuplicate{},
-				Missing:    []string{},
-			},
-			Process: &facts.Process{
-				PID: 812, User: "elasticsearch", UID: 112, XmsBytes: 4096 * mib, XmxBytes: 4096 * mib,
-				Limits: map[string]facts.Limit{
-					"nofile": {Soft: 65535, Hard: 65535, Units: "files"},
-					"nproc":  {Soft: 4096, Hard: 4096, Units: "processes"},
-				},
-			},
-		},
-		Sysctl:     map[string]any{"vm.max_map_count": 262144},
-		SysctlConf: map[string]facts.SysctlSetting{"vm.max_map_count": {Value: "262144", Source: "/usr/lib/sysctl.d/elasticsearch.conf"}},
-		Services: []facts.Service{
-			{Name: "elasticsearch", Present: true, UnitFile: "/usr/lib/systemd/system/elasticsearch.service", Enabled: true, Active: "active",
-				User: "elasticsearch", Group: "elasticsearch",
-				Limits: map[string]facts.Limit{"nofile": {Soft: 65535, Hard: 65535}, "nproc": {Soft: 4096, Hard: 4096}}},
-			{Name: "elastichq", Active: "inactive"},
-			{Name: "esnode-boot", Present: true, Enabled: true, Active: "inactive", User: "root", UserDefault: true},
-		},
-		Paths: []facts.PathInfo{
-			{Path: "/etc/elasticsearch", Exists: true, Type: "dir", Mode: "2750", Owner: "root", Group: "elasticsearch", GID: 112},
-			{Path: "/etc/elasticsearch/elasticsearch.keystore", Exists: true, Type: "file", Mode: "0660", Owner: "root", Group: "elasticsearch", GID: 112},
-			{Path: "/usr/share/elastichq", UID: -1, GID: -1},
-		},
-		Manifest: facts.ManifestFacts{
-			Present: true, Path: spec.ManifestPath, SpecHash: n.Hash(), ESVersion: "8.15.3", EsnodeVersion: "0.1.0",
-			BakedAt: &baked, Spec: &n, FilesChecked: 12, Drift: []facts.Drift{},
-		},
-		Users:  []facts.User{{Name: "elasticsearch", UID: 112, GID: 112, Home: "/nonexistent", Shell: "/bin/false"}},
-		Errors: []facts.FactError{},
-	}
+	f := fleetfacts.Clean()
 	return Input{
 		Facts: f,
 		Node: NodeInfo{

@@ -30,6 +30,23 @@ type NodeInfo struct {
 	// fills them from DescribeSubnets/DescribeVpcs.
 	SubnetCIDR string   `json:"subnet_cidr,omitempty"`
 	VPCCIDRs   []string `json:"vpc_cidrs,omitempty"`
+	// AutoScaling is the instance's Auto Scaling group ("" when in none)
+	// and the group's lifecycle hooks (EC2 discovery only).
+	AutoScaling *AutoScaling `json:"auto_scaling,omitempty"`
+}
+
+// AutoScaling is an instance's Auto Scaling group and its lifecycle hooks.
+type AutoScaling struct {
+	Group string          `json:"group"`
+	Hooks []LifecycleHook `json:"lifecycle_hooks"`
+}
+
+// LifecycleHook is one lifecycle hook of the group.
+type LifecycleHook struct {
+	Name             string `json:"name"`
+	Transition       string `json:"transition"`
+	DefaultResult    string `json:"default_result"`
+	HeartbeatTimeout int    `json:"heartbeat_timeout"`
 }
 
 // SecurityGroup is an EC2 security group and its ingress rules.

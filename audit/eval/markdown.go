@@ -21,7 +21,11 @@ func CatalogueMarkdown(rules []Rule) string {
 	for _, r := range rules {
 		fmt.Fprintf(&b, "\n## %s\n\n", r.ID)
 		fmt.Fprintf(&b, "**%s**\n\n", oneLine(r.Title))
-		fmt.Fprintf(&b, "Severity: %s · Stages: %s · Package: `%s`\n\n", r.Severity, strings.Join(r.Stages, ", "), r.Package)
+		fmt.Fprintf(&b, "Severity: %s · Stages: %s · Package: `%s`", r.Severity, strings.Join(r.Stages, ", "), r.Package)
+		if len(r.Requires) > 0 {
+			fmt.Fprintf(&b, " · Needs: `%s` (not evaluated without it)", strings.Join(r.Requires, "`, `"))
+		}
+		b.WriteString("\n\n")
 		if d := strings.TrimSpace(r.Description); d != "" {
 			b.WriteString(d + "\n\n")
 		}

@@ -28,15 +28,22 @@ func Check(ctx context.Context, comm packersdk.Communicator, command, policiesDi
 	if err != nil {
 		return nil, fmt.Errorf("load policies: %w", err)
 	}
-	var out, errOut bytes.Buffer
-	cmd := &packersdk.RemoteCmd{Command: command, Stdout: &out, Stderr: &errOut}
+	// The guest is not trusted to bound its output: keep at most
+	// MaxFactsBytes of stdout (a facts document is far smaller) and the
+	// tail of stderr.
+	out := &capWriter{max: MaxFactsBytes}
+	errOut := &capWriter{max: 64 << 10, tail: true}
+	cmd := &packersdk.RemoteCmd{Command: command, Stdout: out, Stderr: errOut}
 	if err := comm.Start(ctx, cmd); err != nil {
 		return nil, fmt.Errorf("run %q on the guest: %w", command, err)
 	}
 	if st := cmd.Wait(); st != 0 {
-		return nil, fmt.Errorf("%q exited %d on the guest: %s", command, st, strings.TrimSpace(tail(&errOut)))
+		return nil, fmt.Errorf("%q exited %d on the guest: %s", command, st, strings.TrimSpace(tail(bytes.NewReader(errOut.buf))))
 	}
-	f, err := facts.Parse(out.Bytes())
+	if out.over {
+		return nil, fmt.Errorf("%q printed more than %d bytes on the guest: not a facts document", command, MaxFactsBytes)
+	}
+	f, err := facts.Parse(out.buf)
 	if err != nil {
 		return nil, fmt.Errorf("the guest's facts: %w", err)
 	}
@@ -53,4 +60,34 @@ func tail(r io.Reader) string {
 		b = b[len(b)-2000:]
 	}
 	return string(b)
+}
+
+// MaxFactsBytes bounds the facts the gate reads from the guest.
+const MaxFactsBytes = 16 << 20
+
+// capWriter keeps at most max bytes: the first ones, or with tail the last
+// ones. It never fails a write, so the command runs to its end.
+type capWriter struct {
+	buf  []byte
+	max  int
+	tail bool
+	over bool
+}
+
+func (c *capWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	switch {
+	case c.tail:
+		c.buf = append(c.buf, p...)
+		if len(c.buf) > c.max {
+			c.buf = append(c.buf[:0], c.buf[len(c.buf)-c.max:]...)
+			c.over = true
+		}
+	case len(c.buf)+len(p) > c.max:
+		c.buf = append(c.buf, p[:c.max-len(c.buf)]...)
+		c.over = true
+	default:
+		c.buf = append(c.buf, p...)
+	}
+	return n, nil
 }

@@ -12,14 +12,14 @@ import (
 // TestProbeHTTPFallbackBareAnswer: a plain-HTTP port that answers the TLS
 // ClientHello without an "HTTP/" status line (as Python's http.server does
 // for a request line it cannot parse: an HTTP/0.9-style bare body) must
-// still be read over http under the default auto scheme.
+// still be read over http under the default auto scheme (anonymously).
 func TestProbeHTTPFallbackBareAnswer(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	handler := esStandIn(t)
+	handler := esOpenStandIn(t)
 	go func() {
 		for {
 			c, err := ln.Accept()

@@ -35,7 +35,8 @@ type Options struct {
 	CAFile   string
 	Insecure bool
 	// Scheme is https, http, or auto (https, falling back to http when the
-	// port speaks plain HTTP). Default auto.
+	// port speaks plain HTTP; that fallback never sends User and Password,
+	// which only an explicit http sends in clear). Default auto.
 	Scheme string
 	// MaxBody bounds an API answer. Default 8 MiB.
 	MaxBody int64
@@ -237,9 +238,25 @@ func (p *Prober) get(ctx context.Context, base, path string, v any) (*http.Clien
 	}
 	err := p.getWith(ctx, p.https, "https", base, path, v)
 	if err != nil && plainHTTP(err) {
-		return p.http, "http", p.getWith(ctx, p.http, "http", base, path, v)
+		// Anyone can answer plain HTTP on the node's port (the node
+		// itself if hostile, or anything on the path): auto never hands
+		// it the credentials. An open API answers anyway; a secured one
+		// gets the choice spelled out.
+		err = p.getAs(ctx, p.http, "http", base, path, v, false)
+		var ae *authError
+		if errors.As(err, &ae) && p.opts.User != "" {
+			err = fmt.Errorf("GET %s: %s over plain http: the node's API asks for credentials but serves no TLS, and --es-scheme auto sends them only over https; enable TLS on the HTTP layer (xpack.security.http.ssl), or pass --es-scheme http to send them in clear", path, ae.status)
+		}
+		return p.http, "http", err
 	}
 	return p.https, "https", err
+}
+
+// authError is a 401 or 403 answer.
+type authError struct{ path, status string }
+
+func (e *authError) Error() string {
+	return fmt.Sprintf("GET %s: %s: pass --es-user and --es-password-file with monitor privileges", e.path, e.status)
 }
 
 // plainHTTP says the port answered the TLS handshake with something that
@@ -251,12 +268,18 @@ func plainHTTP(err error) bool {
 	return errors.As(err, &rh) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
 }
 
+// getWith sends the credentials over https, and over http only when the
+// user chose --es-scheme http.
 func (p *Prober) getWith(ctx context.Context, c *http.Client, scheme, base, path string, v any) error {
+	return p.getAs(ctx, c, scheme, base, path, v, scheme == "https" || p.opts.Scheme == "http")
+}
+
+func (p *Prober) getAs(ctx context.Context, c *http.Client, scheme, base, path string, v any, withAuth bool) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+base+path, nil)
 	if err != nil {
 		return fmt.Errorf("GET %s: %w", path, err)
 	}
-	if p.opts.User != "" {
+	if withAuth && p.opts.User != "" {
 		req.SetBasicAuth(p.opts.User, p.opts.Password)
 	}
 	req.Header.Set("Accept", "application/json")
@@ -275,7 +298,7 @@ func (p *Prober) getWith(ctx context.Context, c *http.Client, scheme, base, path
 	}
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return fmt.Errorf("GET %s: %s: pass --es-user and --es-password-file with monitor privileges", path, resp.Status)
+		return &authError{path: path, status: resp.Status}
 	case resp.StatusCode != http.StatusOK:
 		return fmt.Errorf("GET %s: %s", path, resp.Status)
 	}

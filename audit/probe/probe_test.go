@@ -10,14 +10,20 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
 // esStandIn is a stand-in for Elasticsearch's HTTP API: the two endpoints
 // the probes read, behind basic auth.
-func esStandIn(t *testing.T) http.Handler {
+func esStandIn(t *testing.T) http.Handler { return esAPIStandIn(true) }
+
+// esOpenStandIn is esStandIn without security (anonymous access).
+func esOpenStandIn(t *testing.T) http.Handler { return esAPIStandIn(false) }
+
+func esAPIStandIn(secured bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if u, p, ok := r.BasicAuth(); !ok || u != "monitor" || p != "s3cret" {
+		if u, p, ok := r.BasicAuth(); secured && (!ok || u != "monitor" || p != "s3cret") {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
@@ -74,18 +80,30 @@ func check(t *testing.T, res Result, port int) {
 }
 
 func TestProbeHTTPFallback(t *testing.T) {
-	srv := httptest.NewServer(esStandIn(t))
-	defer srv.Close()
-	host, port := split(t, srv.URL)
+	open := httptest.NewServer(esOpenStandIn(t))
+	defer open.Close()
+	host, port := split(t, open.URL)
 	p, err := New(Options{User: "monitor", Password: "s3cret"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// auto tries https first and falls back to plain http.
+	// auto tries https first and falls back to plain http, anonymously.
 	check(t, p.Probe(context.Background(), host, []int{port, deadPort(t)}, port), port)
 
-	bad, _ := New(Options{User: "monitor", Password: "wrong"})
-	res := bad.Probe(context.Background(), host, []int{port}, port)
+	srv := httptest.NewServer(esStandIn(t))
+	defer srv.Close()
+	host, port = split(t, srv.URL)
+	// A secured API over plain http: auto keeps the credentials and says why.
+	res := p.Probe(context.Background(), host, []int{port}, port)
+	if res.ESAPI != nil || !strings.Contains(res.ESAPIError, "--es-scheme http") {
+		t.Errorf("auto on a secured plain-http API: %+v", res)
+	}
+	// An explicit http sends them.
+	explicit, _ := New(Options{User: "monitor", Password: "s3cret", Scheme: "http"})
+	check(t, explicit.Probe(context.Background(), host, []int{port}, port), port)
+
+	bad, _ := New(Options{User: "monitor", Password: "wrong", Scheme: "http"})
+	res = bad.Probe(context.Background(), host, []int{port}, port)
 	if res.ESAPI != nil || !strings.Contains(res.ESAPIError, "--es-user") {
 		t.Errorf("bad credentials: %+v", res)
 	}
@@ -119,5 +137,49 @@ func TestProbeTLS(t *testing.T) {
 
 	if _, err := New(Options{CAFile: filepath.Join(t.TempDir(), "none.pem")}); err == nil {
 		t.Error("missing CA file must be an error")
+	}
+}
+
+// TestProbeAutoNeverSendsCredentialsInClear: a hostile plain-HTTP node
+// records every request; under the default scheme it must never see the
+// monitoring password, whatever it answers (open API, 401, redirects).
+func TestProbeAutoNeverSendsCredentialsInClear(t *testing.T) {
+	for name, answer := range map[string]http.HandlerFunc{
+		"open": esOpenStandIn(t).ServeHTTP,
+		"asks": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="security"`)
+			w.WriteHeader(http.StatusUnauthorized)
+		},
+		"redirect": func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "http://"+r.Host+"/x"+r.URL.Path, http.StatusFound)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var mu sync.Mutex
+			var seen []string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				seen = append(seen, r.Method+" "+r.URL.String()+" auth="+r.Header.Get("Authorization")+" user="+r.URL.User.String())
+				mu.Unlock()
+				answer(w, r)
+			}))
+			defer srv.Close()
+			host, port := split(t, srv.URL)
+			p, err := New(Options{User: "monitor", Password: "s3cret"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Probe(context.Background(), host, []int{port}, port)
+			mu.Lock()
+			defer mu.Unlock()
+			if len(seen) == 0 {
+				t.Fatal("the probe never reached the plain-HTTP node")
+			}
+			for _, r := range seen {
+				if strings.Contains(r, "auth=Basic") || strings.Contains(r, "s3cret") {
+					t.Errorf("plain-HTTP node received credentials: %s", r)
+				}
+			}
+		})
 	}
 }

@@ -5,17 +5,20 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"regexp"
+	"sort"
 	"strings"
 )
 
 type htmlCell struct {
-	Class, Text, Title string
+	Class, Text, Title, Href string
 }
 
 type htmlRow struct {
-	Node   Node
-	Anchor string
-	Cells  []htmlCell
+	Node     Node
+	Anchor   string
+	Cells    []htmlCell
+	Severity string // most severe violation, for filtering
 }
 
 type htmlBar struct {
@@ -26,15 +29,31 @@ type htmlBar struct {
 	TextX    int
 }
 
+type htmlDetail struct{ Key, Value string }
+
 type htmlFinding struct {
 	Finding
-	DetailsJSON string
+	Anchor   string
+	NodeName string
+	Details  []htmlDetail
+	RemHTML  template.HTML
 }
 
 type htmlNode struct {
 	Node
 	Anchor   string
 	Findings []htmlFinding
+}
+
+type htmlRuleGroup struct {
+	Rule     Rule
+	Anchor   string
+	DescHTML template.HTML
+	RemHTML  template.HTML
+	Findings []htmlFinding
+	Nodes    int
+	Waived   int
+	NotEval  []string
 }
 
 type htmlView struct {
@@ -45,6 +64,8 @@ type htmlView struct {
 	ChartH  int
 	Rows    []htmlRow
 	Nodes   []htmlNode
+	ByRule  []htmlRuleGroup
+	Script  template.JS
 }
 
 var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
@@ -54,13 +75,17 @@ var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 		}
 		return r.StartedAt.UTC().Format("2006-01-02 15:04:05 UTC")
 	},
+	"lower": strings.ToLower,
 }).Parse(htmlSource))
 
-// WriteHTML writes a self-contained page (inline CSS and SVG, no scripts, no
-// external assets) for security reviews: summary, findings by severity, a
-// node × rule matrix, the rule catalogue and per-node details.
+// WriteHTML writes a self-contained page (inline CSS, SVG and one small
+// inline script, no external assets) for security reviews: summary,
+// findings by severity, a node × rule matrix whose cells link to the
+// findings, the findings grouped by rule across the fleet and by node, and
+// filters (severity, status, node, search) that the script adds; without
+// it every finding is shown. A print stylesheet keeps the matrix on A4.
 func WriteHTML(w io.Writer, r *Result) error {
-	v := htmlView{R: r, Verdict: "PASS", Rules: r.rulesWithFindings()}
+	v := htmlView{R: r, Verdict: "PASS", Rules: r.rulesWithFindings(), Script: template.JS(htmlScript)}
 	if !r.Summary.Compliant {
 		v.Verdict = "FAIL"
 	}
@@ -78,18 +103,52 @@ func WriteHTML(w io.Writer, r *Result) error {
 		v.Bars = append(v.Bars, htmlBar{Severity: s, Count: c, Width: width, Y: y, TextX: 90 + width + 8})
 	}
 	v.ChartH = 20 + len(v.Bars)*34
+	groups := map[string]*htmlRuleGroup{}
+	for _, ru := range v.Rules {
+		g := &htmlRuleGroup{Rule: ru, Anchor: "rule-" + strings.ToLower(ru.ID), DescHTML: Markdown(ru.Description), RemHTML: Markdown(ru.Remediation)}
+		groups[ru.ID] = g
+	}
 	for i, n := range r.Nodes {
 		anchor := fmt.Sprintf("node-%d", i)
 		row := htmlRow{Node: n, Anchor: anchor}
-		byRule := map[string][]Finding{}
-		for _, f := range n.Findings {
-			byRule[f.RuleID] = append(byRule[f.RuleID], f)
+		hn := htmlNode{Node: n, Anchor: anchor}
+		byRule := map[string][]htmlFinding{}
+		for j, f := range n.Findings {
+			hf := htmlFinding{Finding: f, Anchor: fmt.Sprintf("f-%d-%d", i, j), NodeName: n.Name, RemHTML: Markdown(f.Remediation)}
+			for _, k := range sortedKeys(f.Details) {
+				hf.Details = append(hf.Details, htmlDetail{Key: k, Value: detailText(f.Details[k])})
+			}
+			hn.Findings = append(hn.Findings, hf)
+			byRule[f.RuleID] = append(byRule[f.RuleID], hf)
+			if g := groups[f.RuleID]; g != nil {
+				g.Findings = append(g.Findings, hf)
+				if f.Status == StatusWaived {
+					g.Waived++
+				}
+			}
+			if f.Status != StatusWaived && (row.Severity == "" || SeverityRank(f.Severity) > SeverityRank(row.Severity)) {
+				row.Severity = f.Severity
+			}
+		}
+		for ru := range byRule {
+			if g := groups[ru]; g != nil {
+				g.Nodes++
+			}
+		}
+		notEval := map[string]NotEvaluated{}
+		for _, ne := range n.NotEvaluated {
+			notEval[ne.RuleID] = ne
+			if g := groups[ne.RuleID]; g != nil && len(byRule[ne.RuleID]) == 0 {
+				g.NotEval = append(g.NotEval, n.Name+": "+ne.Reason)
+			}
 		}
 		for _, ru := range v.Rules {
 			c := htmlCell{Class: "pass", Text: "✓", Title: ru.ID + ": pass"}
-			if n.Status == NodeError {
-				c = htmlCell{Class: "err", Text: "!", Title: ru.ID + ": not checked (" + n.ErrorKind + ")"}
-			} else if fs := byRule[ru.ID]; len(fs) > 0 {
+			fs := byRule[ru.ID]
+			switch {
+			case n.Status == NodeError:
+				c = htmlCell{Class: "err", Text: "!", Title: ru.ID + ": not checked (" + n.ErrorKind + ")", Href: "#" + anchor}
+			case len(fs) > 0:
 				viol := 0
 				for _, f := range fs {
 					if f.Status != StatusWaived {
@@ -101,32 +160,119 @@ func WriteHTML(w io.Writer, r *Result) error {
 				} else {
 					c = htmlCell{Class: "waived", Text: "W", Title: ru.ID + ": waived"}
 				}
+				c.Href = "#" + fs[0].Anchor
+			default:
+				if ne, ok := notEval[ru.ID]; ok {
+					c = htmlCell{Class: "noteval", Text: "?", Title: ru.ID + ": not evaluated: " + ne.Reason, Href: "#" + anchor}
+				}
 			}
 			row.Cells = append(row.Cells, c)
 		}
 		v.Rows = append(v.Rows, row)
-		hn := htmlNode{Node: n, Anchor: anchor}
-		for _, f := range n.Findings {
-			hf := htmlFinding{Finding: f}
-			if len(f.Details) > 0 {
-				b, err := json.MarshalIndent(f.Details, "", "  ")
-				if err == nil {
-					hf.DetailsJSON = string(b)
-				}
-			}
-			hn.Findings = append(hn.Findings, hf)
-		}
 		v.Nodes = append(v.Nodes, hn)
 	}
-	var b strings.Builder
-	if err := htmlTmpl.Execute(&b, v); err != nil {
-		return fmt.Errorf("render HTML report: %w", err)
+	for _, ru := range v.Rules {
+		v.ByRule = append(v.ByRule, *groups[ru.ID])
 	}
-	if _, err := io.WriteString(w, b.String()); err != nil {
-		return fmt.Errorf("write HTML report: %w", err)
+	// Straight to w (buffered by WriteFiles), not through a copy of the
+	// whole page.
+	if err := htmlTmpl.Execute(w, v); err != nil {
+		return fmt.Errorf("render HTML report: %w", err)
 	}
 	return nil
 }
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// detailText renders a details value: strings as they are, lists joined,
+// anything else as compact JSON.
+func detailText(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case []any:
+		parts := make([]string, 0, len(x))
+		for _, e := range x {
+			parts = append(parts, detailText(e))
+		}
+		return strings.Join(parts, ", ")
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+var (
+	mdCode = regexp.MustCompile("`([^`]+)`")
+	mdBold = regexp.MustCompile(`\*\*([^*]+)\*\*`)
+	mdLink = regexp.MustCompile(`\[([^\]]+)\]\((https?://[^\s)]+)\)`)
+)
+
+// Markdown renders the small Markdown subset rule texts use (paragraphs,
+// "- " lists, `code`, **bold**, [links](https://...)) as HTML; the text is
+// escaped first, so a policy cannot inject markup.
+func Markdown(src string) template.HTML {
+	src = strings.TrimSpace(src)
+	if src == "" {
+		return ""
+	}
+	var b strings.Builder
+	inline := func(s string) string {
+		s = template.HTMLEscapeString(s)
+		s = mdCode.ReplaceAllString(s, "<code>$1</code>")
+		s = mdBold.ReplaceAllString(s, "<b>$1</b>")
+		return mdLink.ReplaceAllString(s, `<a href="$2">$1</a>`)
+	}
+	for _, para := range strings.Split(src, "\n\n") {
+		lines := strings.Split(strings.TrimSpace(para), "\n")
+		if strings.HasPrefix(strings.TrimSpace(lines[0]), "- ") {
+			b.WriteString("<ul>")
+			for _, l := range lines {
+				b.WriteString("<li>" + inline(strings.TrimPrefix(strings.TrimSpace(l), "- ")) + "</li>")
+			}
+			b.WriteString("</ul>")
+			continue
+		}
+		b.WriteString("<p>" + inline(strings.Join(lines, " ")) + "</p>")
+	}
+	return template.HTML(b.String())
+}
+
+// htmlScript adds the filter bar and applies filters; it reads an initial
+// state from the URL query (?severity=high&status=violation&node=es-1&q=cors)
+// so a filtered view can be linked.
+const htmlScript = `(function(){
+var bar=document.getElementById('filters');bar.hidden=false;
+var f={severity:document.getElementById('f-severity'),status:document.getElementById('f-status'),node:document.getElementById('f-node'),q:document.getElementById('f-q')};
+var qs=new URLSearchParams(location.search);
+for(var k in f){if(qs.get(k)!==null){f[k].value=qs.get(k);}}
+function apply(){
+ var sev=f.severity.value,st=f.status.value,node=f.node.value.toLowerCase(),q=f.q.value.toLowerCase(),shown=0;
+ document.querySelectorAll('.finding').forEach(function(el){
+  var ok=(!sev||el.dataset.severity===sev)&&(!st||el.dataset.status===st)&&(!node||el.dataset.node.toLowerCase().indexOf(node)>=0)&&(!q||el.textContent.toLowerCase().indexOf(q)>=0);
+  el.hidden=!ok;if(ok){shown++;}
+ });
+ document.querySelectorAll('.node-row').forEach(function(el){
+  el.hidden=!!node&&el.dataset.node.toLowerCase().indexOf(node)<0||!!sev&&el.dataset.severity!==sev;
+ });
+ document.querySelectorAll('section.rule').forEach(function(el){
+  el.hidden=el.querySelectorAll('.finding:not([hidden])').length===0&&!!(sev||st||node||q);
+ });
+ document.getElementById('f-count').textContent=shown+' findings shown';
+ document.body.dataset.filtered=(sev||st||node||q)?'yes':'no';
+}
+for(var k2 in f){f[k2].addEventListener('input',apply);}
+apply();
+})();`
 
 const htmlSource = `<!DOCTYPE html>
 <html lang="en">
@@ -136,29 +282,49 @@ const htmlSource = `<!DOCTYPE html>
 <title>esaudit report: {{.Verdict}}</title>
 <style>
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#1d2329;background:#fff}
-h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #d8dee4;padding-bottom:4px}
+h1{font-size:24px}h2{font-size:19px;margin-top:28px;border-bottom:1px solid #d8dee4;padding-bottom:4px}h3{font-size:16px}
 .muted{color:#57606a;font-size:13px}
-.cards{display:flex;gap:12px;flex-wrap:wrap;margin:16px 0}
-.card{border:1px solid #d8dee4;border-radius:6px;padding:10px 16px;min-width:110px}
+.cards{display:flex;flex-wrap:wrap;gap:12px;margin:16px 0}
+.card{border:1px solid #d8dee4;border-radius:6px;padding:10px 14px;min-width:110px}
 .card b{display:block;font-size:22px}
 .verdict-PASS{color:#1a7f37}.verdict-FAIL{color:#cf222e}
 table{border-collapse:collapse;font-size:13px}
 th,td{border:1px solid #d8dee4;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f6f8fa}
-.matrix td.c{text-align:center;min-width:28px;font-weight:bold}
+.matrix td.c{text-align:center;min-width:28px;font-weight:bold;padding:0}
+.matrix td.c a{display:block;padding:4px 6px;color:inherit;text-decoration:none}
 .pass{color:#1a7f37}.waived{background:#eef1f4;color:#57606a}.err{background:#fff1c2;color:#7d4e00}
+.noteval{background:#ddf4ff;color:#0969da}
 .sev-critical{background:#8b0000;color:#fff}.sev-high{background:#cf222e;color:#fff}
 .sev-medium{background:#fb8f44;color:#1d2329}.sev-low{background:#ddf4ff;color:#0a3069}
 .badge{border-radius:10px;padding:1px 8px;font-size:12px;white-space:nowrap}
 .finding{border-left:4px solid #d8dee4;padding:4px 10px;margin:8px 0}
 .finding.violation{border-color:#cf222e}.finding.waived{border-color:#8c959f}
-pre{background:#f6f8fa;padding:6px;overflow-x:auto;font-size:12px}
+.finding:target{background:#fff8c5}
+dl.details{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:6px 0;font-size:13px}
+dl.details dt{font-weight:600;color:#57606a}dl.details dd{margin:0;font-family:ui-monospace,monospace;overflow-wrap:anywhere}
+code{background:#f6f8fa;padding:0 3px;border-radius:3px;font-size:90%}
+.remediation>p:first-of-type{display:inline}.remediation p{margin:4px 0}
 .vert{writing-mode:vertical-rl;transform:rotate(180deg);white-space:nowrap}
+#filters{position:sticky;top:0;background:#fff;border:1px solid #d8dee4;border-radius:6px;padding:8px;margin:12px 0;display:flex;gap:10px;flex-wrap:wrap;align-items:center;font-size:13px;z-index:1}
+[hidden]{display:none!important}
+@media print{
+ @page{size:A4 portrait;margin:10mm}
+ body{margin:0;font-size:10px}
+ #filters,#severity-chart{display:none}
+ h2{break-after:avoid}.finding,section.node h3{break-inside:avoid}
+ .matrix{table-layout:fixed;width:100%;font-size:8px}
+ .matrix th,.matrix td{padding:1px;overflow-wrap:anywhere}
+ .matrix td.c a{padding:1px}
+ .matrix th:first-child{width:22%}.matrix th:nth-child(2){width:6%}
+ a{color:inherit;text-decoration:none}
+ *{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+}
 </style>
 </head>
 <body>
 <h1>esaudit report: <span class="verdict-{{.Verdict}}" id="verdict">{{.Verdict}}</span></h1>
-<div class="muted">{{.R.Tool.Name}} {{.R.Tool.Version}} · {{ts .R}} · policies: {{.R.Policies}} · fail on: {{.R.FailOn}} and above · schema {{.R.SchemaVersion}}</div>
+<div class="muted">{{.R.Tool.Name}} {{.R.Tool.Version}} · {{ts .R}} · policies: {{.R.Policies}}{{with .R.PoliciesDigest}} ({{.}}){{end}} · fail on: {{.R.FailOn}} and above · schema {{.R.SchemaVersion}}</div>
 
 <div class="cards" id="summary">
 <div class="card">nodes<b id="sum-nodes">{{.R.Summary.Nodes}}</b></div>
@@ -167,8 +333,12 @@ pre{background:#f6f8fa;padding:6px;overflow-x:auto;font-size:12px}
 <div class="card">violations<b id="sum-violations">{{.R.Summary.Violations}}</b></div>
 <div class="card">at or above {{.R.FailOn}}<b id="sum-failing">{{.R.Summary.FailingViolations}}</b></div>
 <div class="card">waived<b id="sum-waived">{{.R.Summary.Waived}}</b></div>
+<div class="card">not evaluated<b id="sum-noteval">{{.R.Summary.NotEvaluated}}</b></div>
 </div>
 
+{{range .R.Warnings}}<p class="err warning">Warning: {{.}}</p>
+{{end}}{{if .R.UnusedWaivers}}<p class="muted" id="unused-waivers">Unused waivers (matched no finding): {{range $i, $w := .R.UnusedWaivers}}{{if $i}}; {{end}}{{$w.Rule}} for {{$w.Nodes}} (line {{$w.Line}}){{end}}</p>
+{{end}}
 <h2>Violations by severity</h2>
 <svg id="severity-chart" role="img" aria-label="violations by severity" width="560" height="{{.ChartH}}" viewBox="0 0 560 {{.ChartH}}" xmlns="http://www.w3.org/2000/svg">
 {{range .Bars}}<g class="bar" data-severity="{{.Severity}}" data-count="{{.Count}}">
@@ -179,44 +349,61 @@ pre{background:#f6f8fa;padding:6px;overflow-x:auto;font-size:12px}
 {{end}}</svg>
 
 {{with .R.Diff}}<h2>Since the previous run</h2>
-<p id="diff">{{len .New}} new, {{len .Fixed}} fixed, {{len .StillFailing}} still failing (previous run {{.PreviousAt.UTC.Format "2006-01-02 15:04:05 UTC"}}).</p>
-{{if or .New .Fixed}}<table><tr><th>change</th><th>node</th><th>rule</th><th>severity</th></tr>
-{{range .New}}<tr class="diff-new"><td>new</td><td>{{.Node}}</td><td>{{.RuleID}}</td><td>{{.Severity}}</td></tr>
-{{end}}{{range .Fixed}}<tr class="diff-fixed"><td>fixed</td><td>{{.Node}}</td><td>{{.RuleID}}</td><td>{{.Severity}}</td></tr>
+<p id="diff">{{len .New}} new, {{len .Fixed}} fixed, {{len .Waived}} waived, {{len .Unwaived}} unwaived, {{len .StillFailing}} still failing, {{len .VanishedNodes}} vanished nodes (previous run {{.PreviousAt.UTC.Format "2006-01-02 15:04:05 UTC"}}).</p>
+{{if or .New .Fixed .Waived .Unwaived .VanishedNodes}}<table><tr><th>change</th><th>node</th><th>rule</th><th>resource</th><th>severity</th></tr>
+{{range .New}}<tr class="diff-new"><td>new</td><td>{{.Node}}</td><td>{{.RuleID}}</td><td>{{.Resource}}</td><td>{{.Severity}}</td></tr>
+{{end}}{{range .Fixed}}<tr class="diff-fixed"><td>fixed</td><td>{{.Node}}</td><td>{{.RuleID}}</td><td>{{.Resource}}</td><td>{{.Severity}}</td></tr>
+{{end}}{{range .Waived}}<tr class="diff-waived"><td>waived</td><td>{{.Node}}</td><td>{{.RuleID}}</td><td>{{.Resource}}</td><td>{{.Severity}}</td></tr>
+{{end}}{{range .Unwaived}}<tr class="diff-unwaived"><td>unwaived</td><td>{{.Node}}</td><td>{{.RuleID}}</td><td>{{.Resource}}</td><td>{{.Severity}}</td></tr>
+{{end}}{{range .VanishedNodes}}<tr class="diff-vanished"><td>vanished node</td><td>{{.}}</td><td></td><td></td><td></td></tr>
 {{end}}</table>{{end}}
 {{end}}
 
+<form id="filters" hidden onsubmit="return false">
+<label>severity <select id="f-severity"><option value="">any</option><option>critical</option><option>high</option><option>medium</option><option>low</option></select></label>
+<label>status <select id="f-status"><option value="">any</option><option value="violation">violation</option><option value="waived">waived</option></select></label>
+<label>node <input id="f-node" type="search" size="14"></label>
+<label>search <input id="f-q" type="search" size="18"></label>
+<span id="f-count" class="muted"></span>
+</form>
+
 <h2>Nodes × rules</h2>
-<p class="muted">✓ pass · ✗ violation (colour = severity) · W waived · ! node not audited</p>
+<p class="muted">✓ pass · ✗ violation (colour = severity) · W waived · ? not evaluated (a fact is missing) · ! node not audited. Cells link to the findings.</p>
 <table class="matrix" id="matrix">
-<thead><tr><th>node</th><th>status</th>{{range .Rules}}<th title="{{.Title}}"><span class="vert">{{.ID}}</span></th>{{end}}</tr></thead>
+<thead><tr><th>node</th><th>status</th>{{range .Rules}}<th title="{{.Title}}"><a href="#rule-{{lower .ID}}"><span class="vert">{{.ID}}</span></a></th>{{end}}</tr></thead>
 <tbody>
-{{range .Rows}}<tr class="node-row" data-node="{{.Node.Name}}" data-status="{{.Node.Status}}"><td><a href="#{{.Anchor}}">{{.Node.Name}}</a></td><td>{{.Node.Status}}</td>{{range .Cells}}<td class="c {{.Class}}" title="{{.Title}}">{{.Text}}</td>{{end}}</tr>
+{{range .Rows}}<tr class="node-row" data-node="{{.Node.Name}}" data-status="{{.Node.Status}}" data-severity="{{.Severity}}"><td><a href="#{{.Anchor}}">{{.Node.Name}}</a></td><td>{{.Node.Status}}</td>{{range .Cells}}<td class="c {{.Class}}" title="{{.Title}}">{{if .Href}}<a href="{{.Href}}">{{.Text}}</a>{{else}}{{.Text}}{{end}}</td>{{end}}</tr>
 {{end}}</tbody>
 </table>
 
-<h2>Rules</h2>
-<table id="rules">
-<tr><th>id</th><th>severity</th><th>title</th><th>remediation</th></tr>
-{{range .Rules}}<tr class="rule-row" data-rule="{{.ID}}"><td>{{.ID}}</td><td><span class="badge sev-{{.Severity}}">{{.Severity}}</span></td><td>{{.Title}}</td><td>{{.Remediation}}</td></tr>
-{{end}}</table>
+<h2>Findings by rule</h2>
+{{range .ByRule}}<section class="rule" id="{{.Anchor}}" data-rule="{{.Rule.ID}}">
+<h3><span class="badge sev-{{.Rule.Severity}}">{{.Rule.Severity}}</span> {{.Rule.ID}} {{.Rule.Title}} <span class="muted">{{len .Findings}} findings on {{.Nodes}} nodes{{if .Waived}}, {{.Waived}} waived{{end}}{{if .NotEval}}, not evaluated on {{len .NotEval}}{{end}}{{with .Rule.HelpURI}} · <a href="{{.}}">docs</a>{{end}}</span></h3>
+{{.DescHTML}}
+{{if .RemHTML}}<div class="remediation"><b>Remediation:</b> {{.RemHTML}}</div>{{end}}
+{{if .Findings}}<ul>{{range .Findings}}<li class="finding {{.Status}}" data-rule="{{.RuleID}}" data-node="{{.NodeName}}" data-severity="{{.Severity}}" data-status="{{.Status}}"><a href="#{{.Anchor}}">{{.NodeName}}</a>{{with .Resource}} <code>{{.}}</code>{{end}}: {{.Message}}{{if eq .Status "waived"}} <i>(waived)</i>{{end}}</li>{{end}}</ul>{{end}}
+{{if .NotEval}}<p class="muted">Not evaluated: {{range $i, $e := .NotEval}}{{if $i}}; {{end}}{{$e}}{{end}}</p>{{end}}
+</section>
+{{end}}
 
 <h2>Node details</h2>
 {{range .Nodes}}<section class="node" id="{{.Anchor}}" data-node="{{.Name}}">
 <h3>{{.Name}} <span class="muted">{{.Address}}{{if .InstanceID}} · {{.InstanceID}}{{end}} · {{.Transport}} · {{.Status}}</span></h3>
 {{if eq .Status "error"}}<p class="err node-error"><b>Not audited ({{.ErrorKind}}):</b> {{.Error}}</p>{{end}}
 {{if .FactErrors}}<p class="muted">Collectors that failed on the node: {{range $i, $e := .FactErrors}}{{if $i}}; {{end}}{{$e}}{{end}}</p>{{end}}
+{{if .NotEvaluated}}<div class="noteval-list"><b>Not evaluated</b> (a fact the rule needs is missing):<ul>{{range .NotEvaluated}}<li class="noteval-item" data-rule="{{.RuleID}}"><b>{{.RuleID}}</b> {{.Title}}: {{.Reason}}</li>{{end}}</ul></div>{{end}}
 {{if and (eq .Status "ok") (not .Findings)}}<p class="pass">No findings.</p>{{end}}
-{{range .Findings}}<div class="finding {{.Status}}" data-rule="{{.RuleID}}">
+{{range .Findings}}<div class="finding {{.Status}}" id="{{.Anchor}}" data-rule="{{.RuleID}}" data-node="{{.NodeName}}" data-severity="{{.Severity}}" data-status="{{.Status}}">
 <span class="badge sev-{{.Severity}}">{{.Severity}}</span> <b>{{.RuleID}}</b> {{.Title}}{{if eq .Status "waived"}} <i>(waived)</i>{{end}}
 <div>{{.Message}}</div>
 {{if .Note}}<div class="muted">{{.Note}}</div>{{end}}
 {{with .Waiver}}<div class="muted">Waiver: {{.Justification}} (expires {{.Expires}})</div>{{end}}
-{{if .Remediation}}<div><b>Remediation:</b> {{.Remediation}}</div>{{end}}
-{{if .DetailsJSON}}<pre>{{.DetailsJSON}}</pre>{{end}}
+{{if .RemHTML}}<div class="remediation"><b>Remediation:</b> {{.RemHTML}}</div>{{end}}
+{{if .Details}}<dl class="details">{{range .Details}}<dt>{{.Key}}</dt><dd>{{.Value}}</dd>{{end}}</dl>{{end}}
 </div>
 {{end}}</section>
 {{end}}
+<script>{{.Script}}</script>
 </body>
 </html>
 `

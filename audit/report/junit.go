@@ -43,6 +43,7 @@ type junitCase struct {
 	Failure   *junitMessage `xml:"failure,omitempty"`
 	Error     *junitMessage `xml:"error,omitempty"`
 	Skipped   *junitMessage `xml:"skipped,omitempty"`
+	SystemOut string        `xml:"system-out,omitempty"`
 }
 
 type junitMessage struct {
@@ -52,11 +53,16 @@ type junitMessage struct {
 }
 
 // WriteJUnit writes JUnit XML: a test suite per node and a test case per
-// catalogue rule. A violated rule is a failure, a waived one skipped. A node
-// that could not be audited has one test case, "collect facts", in error:
-// none of its rules ran, so none passed or failed.
+// finding, plus one passing case per rule that found nothing. Only
+// violations at or above fail-on are failures; lower ones pass with the
+// finding in system-out, so the CI widget agrees with the exit code.
+// Waived findings and rules that could not be evaluated are skipped, with
+// the reason. A node that could not be audited has one test case, "collect
+// facts", in error. Class names are "esaudit.<node>" with the node's dots
+// replaced, so Jenkins does not split a node name into packages.
 func WriteJUnit(w io.Writer, r *Result) error {
 	rules := r.rulesWithFindings()
+	failRank := SeverityRank(r.FailOn)
 	out := junitSuites{Name: nonEmpty(r.Tool.Name, "esaudit"), Time: seconds(r.FinishedAt.Sub(r.StartedAt).Milliseconds())}
 	for _, n := range r.Nodes {
 		s := junitSuite{Name: n.Name, Hostname: n.Address, Time: seconds(n.DurationMS)}
@@ -70,7 +76,7 @@ func WriteJUnit(w io.Writer, r *Result) error {
 		for _, k := range sortedTagKeys(n.Tags) {
 			s.Properties = append(s.Properties, junitProperty{"tag:" + k, n.Tags[k]})
 		}
-		class := "esaudit." + n.Name
+		class := "esaudit." + junitClass(n.Name)
 		if n.Status == NodeError {
 			s.Cases = append(s.Cases, junitCase{
 				Name: "collect facts", Classname: class, Time: seconds(n.DurationMS),
@@ -82,45 +88,73 @@ func WriteJUnit(w io.Writer, r *Result) error {
 			for _, f := range n.Findings {
 				byRule[f.RuleID] = append(byRule[f.RuleID], f)
 			}
+			notEval := map[string]NotEvaluated{}
+			for _, ne := range n.NotEvaluated {
+				notEval[ne.RuleID] = ne
+			}
 			for _, ru := range rules {
-				c := junitCase{Name: ru.ID + ": " + nonEmpty(ru.Title, ru.ID), Classname: class, Time: "0"}
+				title := ru.ID + ": " + nonEmpty(ru.Title, ru.ID)
+				if ne, ok := notEval[ru.ID]; ok && len(byRule[ru.ID]) == 0 {
+					s.Cases = append(s.Cases, junitCase{Name: title, Classname: class, Time: "0",
+						Skipped: &junitMessage{Message: "not evaluated: " + oneLine(ne.Reason, 200), Text: "missing: " + strings.Join(ne.Missing, ", ") + "\n" + ne.Reason}})
+					s.Skipped++
+					s.Tests++
+					continue
+				}
 				fs := byRule[ru.ID]
-				var violations, waived []string
+				if len(fs) == 0 {
+					s.Cases = append(s.Cases, junitCase{Name: title, Classname: class, Time: "0"})
+					s.Tests++
+					continue
+				}
 				for _, f := range fs {
+					c := junitCase{Name: title, Classname: class, Time: "0"}
+					if f.Resource != "" {
+						c.Name += " [" + f.Resource + "]"
+					}
 					line := fmt.Sprintf("[%s] %s", f.Severity, f.Message)
 					if f.Note != "" {
 						line += " (" + f.Note + ")"
 					}
-					if f.Status == StatusWaived {
+					switch {
+					case f.Status == StatusWaived:
 						just := ""
 						if f.Waiver != nil {
 							just = fmt.Sprintf(" (waived until %s: %s)", f.Waiver.Expires, f.Waiver.Justification)
 						}
-						waived = append(waived, line+just)
-					} else {
-						violations = append(violations, line)
+						c.Skipped = &junitMessage{Message: "waived: " + oneLine(line+just, 200), Text: line + just}
+						s.Skipped++
+					case SeverityRank(f.Severity) >= failRank:
+						text := line
+						if ru.Remediation != "" {
+							text += "\n\nRemediation: " + ru.Remediation
+						}
+						c.Failure = &junitMessage{Message: oneLine(line, 200), Type: f.Severity, Text: text}
+						s.Failures++
+					default:
+						c.SystemOut = fmt.Sprintf("below --fail-on %s, not a failure: %s", r.FailOn, line)
 					}
+					s.Cases = append(s.Cases, c)
+					s.Tests++
 				}
-				switch {
-				case len(violations) > 0:
-					text := strings.Join(violations, "\n")
-					if ru.Remediation != "" {
-						text += "\n\nRemediation: " + ru.Remediation
-					}
-					c.Failure = &junitMessage{Message: oneLine(violations[0], 200), Type: fs[0].Severity, Text: text}
-					s.Failures++
-				case len(waived) > 0:
-					c.Skipped = &junitMessage{Message: oneLine(waived[0], 200), Text: strings.Join(waived, "\n")}
-					s.Skipped++
-				}
-				s.Cases = append(s.Cases, c)
-				s.Tests++
 			}
 		}
 		out.Tests += s.Tests
 		out.Failures += s.Failures
 		out.Errors += s.Errors
 		out.Skipped += s.Skipped
+		out.Suites = append(out.Suites, s)
+	}
+	if len(r.UnusedWaivers) > 0 {
+		// Unused waivers are reported, not failed: a suite of passing
+		// cases whose output names each one.
+		s := junitSuite{Name: "esaudit waivers"}
+		for _, uw := range r.UnusedWaivers {
+			s.Cases = append(s.Cases, junitCase{Name: fmt.Sprintf("unused waiver %s for %s (line %d)", uw.Rule, uw.Nodes, uw.Line), Classname: "esaudit.waivers", Time: "0",
+				SystemOut: "this waiver matched no finding: remove it, or check its rule id and node selector"})
+			s.Tests++
+		}
+		out.Tests += s.Tests
 		out.Suites = append(out.Suites, s)
 	}
 	if _, err := io.WriteString(w, xml.Header); err != nil {
@@ -133,6 +167,12 @@ func WriteJUnit(w io.Writer, r *Result) error {
 	}
 	_, err := io.WriteString(w, "\n")
 	return err
+}
+
+// junitClass keeps a node name one Jenkins class: dots (which Jenkins
+// reads as package separators) become underscores.
+func junitClass(name string) string {
+	return strings.ReplaceAll(name, ".", "_")
 }
 
 func seconds(ms int64) string {

@@ -17,6 +17,9 @@ const SchemaVersion = "esbake.report/v1"
 const (
 	StatusViolation = "violation"
 	StatusWaived    = "waived"
+	// StatusNotEvaluated is a rule that could not be checked on a node
+	// because a fact it needs is missing (NotEvaluated entries).
+	StatusNotEvaluated = "not_evaluated"
 )
 
 // Node statuses.
@@ -49,11 +52,23 @@ type Result struct {
 	FailOn string `json:"fail_on"`
 	// AllowNodeErrors: nodes that could not be audited do not fail the run.
 	AllowNodeErrors bool `json:"allow_node_errors"`
-	// Policies says where the rules came from ("embedded" or a directory).
-	Policies string  `json:"policies"`
-	Rules    []Rule  `json:"rules"`
-	Nodes    []Node  `json:"nodes"`
-	Summary  Summary `json:"summary"`
+	// Policies says where the rules came from ("embedded" and/or
+	// directories, joined by "+").
+	Policies string `json:"policies"`
+	// PoliciesDigest is "sha256:<hex>" over the policy set's files (path
+	// and content), so a report shows exactly which rules judged it.
+	PoliciesDigest string `json:"policies_digest,omitempty"`
+	// Category keeps uploads of several clusters apart (SARIF
+	// automationDetails.id); default: the nodes' cluster tag.
+	Category string `json:"category,omitempty"`
+	// UnusedWaivers are waivers that matched no finding in this run.
+	UnusedWaivers []UnusedWaiver `json:"unused_waivers,omitempty"`
+	// Warnings are non-fatal problems of the run's configuration (waivers
+	// without a node selector, far expiries, ...).
+	Warnings []string `json:"warnings,omitempty"`
+	Rules    []Rule   `json:"rules"`
+	Nodes    []Node   `json:"nodes"`
+	Summary  Summary  `json:"summary"`
 	// Diff compares with the previous stored run (--history); nil without one.
 	Diff *Diff `json:"diff,omitempty"`
 }
@@ -73,6 +88,28 @@ type Rule struct {
 	Remediation string   `json:"remediation"`
 	Stages      []string `json:"stages,omitempty"`
 	Package     string   `json:"package,omitempty"`
+	// HelpURI documents the rule (docs/policies.md#<id> for built-ins).
+	HelpURI string `json:"help_uri,omitempty"`
+	// Requires are the facts the rule needs; when one is missing on a node
+	// the rule is not evaluated there.
+	Requires []string `json:"requires,omitempty"`
+}
+
+// UnusedWaiver is a waiver entry no finding matched.
+type UnusedWaiver struct {
+	Rule  string `json:"rule"`
+	Nodes string `json:"nodes"`
+	Line  int    `json:"line,omitempty"`
+}
+
+// NotEvaluated is a rule that could not be checked on a node.
+type NotEvaluated struct {
+	RuleID   string `json:"rule_id"`
+	Title    string `json:"title,omitempty"`
+	Severity string `json:"severity,omitempty"`
+	// Missing names the facts that were unavailable.
+	Missing []string `json:"missing"`
+	Reason  string   `json:"reason"`
 }
 
 // Node is one audited node.
@@ -93,7 +130,11 @@ type Node struct {
 	Findings   []Finding `json:"findings"`
 	// FactErrors are collectors that failed on the node (facts.errors).
 	FactErrors []string `json:"fact_errors,omitempty"`
-	Probes     *Probes  `json:"probes,omitempty"`
+	// NotEvaluated are rules that could not be checked for lack of facts.
+	NotEvaluated []NotEvaluated `json:"not_evaluated,omitempty"`
+	// ConfigDir is Elasticsearch's configuration directory on the node.
+	ConfigDir string  `json:"config_dir,omitempty"`
+	Probes    *Probes `json:"probes,omitempty"`
 }
 
 // Probes is what the auditor saw from outside the node.
@@ -106,7 +147,13 @@ type Probes struct {
 
 // Finding is one rule a node violates.
 type Finding struct {
-	RuleID      string         `json:"rule_id"`
+	// ID is the finding's identity across runs: a hash of node, rule and
+	// resource (never of the message, which may hold pids or sizes).
+	ID     string `json:"id"`
+	RuleID string `json:"rule_id"`
+	// Resource is what the finding is about (a setting, a port, a path),
+	// normalized so it is stable across restarts.
+	Resource    string         `json:"resource,omitempty"`
 	Title       string         `json:"title"`
 	Severity    string         `json:"severity"`
 	Message     string         `json:"message"`
@@ -135,6 +182,8 @@ type Summary struct {
 	NodeErrors int `json:"node_errors"`
 	Violations int `json:"violations"`
 	Waived     int `json:"waived"`
+	// NotEvaluated counts rule × node pairs that could not be checked.
+	NotEvaluated int `json:"not_evaluated"`
 	// BySeverity counts violations (not waived findings) by severity.
 	BySeverity map[string]int `json:"by_severity"`
 	// FailingViolations are violations at or above FailOn.
@@ -144,20 +193,33 @@ type Summary struct {
 	Compliant bool `json:"compliant"`
 }
 
-// Diff is the change since the previous stored run, keyed by node + rule.
+// Diff is the change since the previous stored run, keyed by finding
+// identity (node + rule + resource).
 type Diff struct {
-	PreviousFile string      `json:"previous_file"`
-	PreviousAt   time.Time   `json:"previous_at"`
-	New          []DiffEntry `json:"new"`
-	Fixed        []DiffEntry `json:"fixed"`
+	PreviousFile string    `json:"previous_file"`
+	PreviousAt   time.Time `json:"previous_at"`
+	// New violations; Fixed: gone on a node audited both times.
+	New   []DiffEntry `json:"new"`
+	Fixed []DiffEntry `json:"fixed"`
+	// Waived: a violation that a waiver now covers; Unwaived: a waived
+	// finding that is a violation again (waiver expired or removed).
+	Waived       []DiffEntry `json:"waived"`
+	Unwaived     []DiffEntry `json:"unwaived"`
 	StillFailing []DiffEntry `json:"still_failing"`
+	// VanishedNodes were in the previous run and are not in this one;
+	// NewNodes the reverse. Their findings are neither new nor fixed.
+	VanishedNodes []string `json:"vanished_nodes"`
+	NewNodes      []string `json:"new_nodes"`
 }
 
-// DiffEntry is one node + rule.
+// DiffEntry is one finding.
 type DiffEntry struct {
+	ID       string `json:"id"`
 	Node     string `json:"node"`
 	RuleID   string `json:"rule_id"`
+	Resource string `json:"resource,omitempty"`
 	Severity string `json:"severity"`
+	Message  string `json:"message,omitempty"`
 }
 
 // Summarize recomputes r.Summary from the nodes and sorts nodes and
@@ -174,6 +236,9 @@ func (r *Result) Summarize() {
 		if n.Findings == nil {
 			n.Findings = []Finding{}
 		}
+		for i := range n.Findings {
+			Identify(n.Name, &n.Findings[i])
+		}
 		sort.SliceStable(n.Findings, func(a, b int) bool {
 			fa, fb := n.Findings[a], n.Findings[b]
 			if ra, rb := SeverityRank(fa.Severity), SeverityRank(fb.Severity); ra != rb {
@@ -182,8 +247,12 @@ func (r *Result) Summarize() {
 			if fa.RuleID != fb.RuleID {
 				return fa.RuleID < fb.RuleID
 			}
+			if fa.Resource != fb.Resource {
+				return fa.Resource < fb.Resource
+			}
 			return fa.Message < fb.Message
 		})
+		s.NotEvaluated += len(n.NotEvaluated)
 		s.Nodes++
 		if n.Status == NodeError {
 			s.NodeErrors++

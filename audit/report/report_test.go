@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,6 +26,7 @@ func sample() *Result {
 		FinishedAt:    start.Add(2500 * time.Millisecond),
 		FailOn:        "high",
 		Policies:      "embedded",
+		Category:      "aardvark-cluster",
 		Rules: []Rule{
 			{ID: "ESA-HEAP-001", Title: "Heap Xms equals Xmx", Description: "The JVM heap must be fixed: -Xms and -Xmx set once, to the same value.", Severity: "high", Remediation: "Set -Xms and -Xmx to the same value in jvm.options.d/heap.options.", Package: "esaudit.heap"},
 			{ID: "ESA-NET-001", Title: "network.host is not 0.0.0.0", Description: "Binding every interface exposes the node.", Severity: "critical", Remediation: "Set network.host to the node's private address.", Package: "esaudit.network"},
@@ -131,7 +133,7 @@ func TestSummarize(t *testing.T) {
 func TestTableGolden(t *testing.T) {
 	got := render(t, "table", sample())
 	golden(t, "table", got)
-	for _, want := range []string{"es-data-3", "unreachable", "FAIL", "1 new, 1 fixed, 1 still failing", "waiver expired"} {
+	for _, want := range []string{"es-data-3", "unreachable", "FAIL", "1 new, 1 fixed, 0 waived, 0 unwaived, 1 still failing", "waiver expired"} {
 		if !bytes.Contains(got, []byte(want)) {
 			t.Errorf("table lacks %q", want)
 		}
@@ -174,8 +176,9 @@ func TestJUnitGolden(t *testing.T) {
 	if len(doc.Suites) != 3 {
 		t.Fatalf("want a suite per node, got %d", len(doc.Suites))
 	}
-	// 4 rules on each audited node + 1 error case for the unreachable one.
-	if doc.Tests != 9 || doc.Failures != 2 || doc.Skipped != 1 || doc.Errors != 1 {
+	// 4 rules on each audited node + 1 error case for the unreachable one;
+	// the low violation is below fail-on high: no failure.
+	if doc.Tests != 9 || doc.Failures != 1 || doc.Skipped != 1 || doc.Errors != 1 {
 		t.Errorf("totals tests=%d failures=%d skipped=%d errors=%d", doc.Tests, doc.Failures, doc.Skipped, doc.Errors)
 	}
 	if c := doc.Suites[2].Cases; len(c) != 1 || c[0].Error == nil {
@@ -203,6 +206,139 @@ func TestWriteFilesAndFormats(t *testing.T) {
 		}
 		if st, err := os.Stat(p); err != nil || st.Size() == 0 {
 			t.Errorf("%s empty or missing: %v", p, err)
+		}
+	}
+}
+
+// TestTableSanitizesControlCharacters is the regression test for issue 18
+// item 3: a node's stderr (the node error), a facts value quoted in a policy
+// message, and an EC2 Name tag (the node name) carry terminal escapes that
+// set the window title, clear the screen and rewrite the verdict; the table
+// must print them inert.
+func TestTableSanitizesControlCharacters(t *testing.T) {
+	const (
+		title = "\x1b]0;pwned\x07"
+		clear = "\x1b[2J\x1b[H"
+		fake  = "\rALL NODES PASS\x1b[K"
+		c1    = "\u009b31m"
+		bidi  = "\u202e"
+	)
+	r := &Result{SchemaVersion: SchemaVersion, FailOn: "high", StartedAt: time.Unix(0, 0), FinishedAt: time.Unix(1, 0),
+		Nodes: []Node{
+			// EC2 Name tag -> node name.
+			{Name: "es-1" + title + clear, Status: NodeOK, Transport: "ssh", Findings: []Finding{{
+				// facts value -> policy message; also resource and note.
+				RuleID: "ES-NET-004", Severity: "medium", Status: StatusViolation,
+				Message: "network.host is " + clear + fake, Details: map[string]any{"resource": "elasticsearch.yml:" + c1},
+				Note: bidi + "evil",
+			}}, NotEvaluated: []NotEvaluated{{RuleID: "ES-NET-002", Reason: "firewall: " + title, Missing: []string{"firewall"}}},
+				FactErrors: []string{"sysctl: " + clear}},
+			// node stderr -> node error.
+			{Name: "es-2", Status: NodeError, ErrorKind: "command-failed", Error: "esnode failed: " + title + fake, Transport: "ssh"},
+		},
+		UnusedWaivers: []UnusedWaiver{{Rule: "X" + clear, Nodes: "*" + title}},
+		Warnings:      []string{"w" + fake},
+		Diff:          &Diff{New: []DiffEntry{{Node: "es-1" + title, RuleID: "R" + clear, Resource: c1}}, VanishedNodes: []string{"gone" + title}},
+	}
+	r.Summarize()
+	out := render(t, "table", r)
+	for i, b := range out {
+		if (b < 0x20 && b != '\n') || b == 0x7f {
+			t.Fatalf("control byte %#x at %d in the table:\n%q", b, i, out)
+		}
+	}
+	for _, bad := range []string{"\u009b", "\u202e"} {
+		if bytes.Contains(out, []byte(bad)) {
+			t.Errorf("table holds %q", bad)
+		}
+	}
+	for _, want := range []string{`es-1\x1b]0;pwned\x07`, `\x1b[2J`, `\u202eevil`, `\x9b31m`} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Errorf("table lacks the escaped form %q:\n%s", want, out)
+		}
+	}
+	if got := SummaryLine(r); strings.ContainsAny(got, "\x1b\r") {
+		t.Errorf("summary line: %q", got)
+	}
+}
+
+// TestJUnitFailOnFindingsAndClassnames: only violations at/above fail-on
+// fail, one test case per finding (two listeners under one rule are two
+// cases), not-evaluated rules are skipped with the missing fact, and a
+// dotted node name stays one Jenkins class.
+func TestJUnitFailOnFindingsAndClassnames(t *testing.T) {
+	r := &Result{FailOn: "high", Rules: []Rule{{ID: "ES-NET-001", Title: "port", Severity: "medium"}, {ID: "ES-NET-002", Title: "fw", Severity: "high"}, {ID: "ES-NET-003", Title: "sg", Severity: "critical"}},
+		Nodes: []Node{{Name: "es-1.eu-west-2.compute.internal", Status: NodeOK, Findings: []Finding{
+			{RuleID: "ES-NET-001", Severity: "medium", Status: StatusViolation, Message: "8080 open", Details: map[string]any{"resource": "tcp/8080"}},
+			{RuleID: "ES-NET-001", Severity: "medium", Status: StatusViolation, Message: "8081 open", Details: map[string]any{"resource": "tcp/8081"}},
+			{RuleID: "ES-NET-002", Severity: "high", Status: StatusViolation, Message: "9200 open to all", Details: map[string]any{"resource": "tcp/9200"}},
+		}, NotEvaluated: []NotEvaluated{{RuleID: "ES-NET-003", Missing: []string{"node.security_groups"}, Reason: "no security groups for the node"}}}}}
+	r.Summarize()
+	got := string(render(t, "junit", r))
+	var doc struct {
+		Failures int `xml:"failures,attr"`
+		Skipped  int `xml:"skipped,attr"`
+		Tests    int `xml:"tests,attr"`
+		Suites   []struct {
+			Cases []struct {
+				Name      string    `xml:"name,attr"`
+				Classname string    `xml:"classname,attr"`
+				Failure   *struct{} `xml:"failure"`
+				Skipped   *struct {
+					Message string `xml:"message,attr"`
+				} `xml:"skipped"`
+				SystemOut string `xml:"system-out"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal([]byte(got), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Tests != 4 || doc.Failures != 1 || doc.Skipped != 1 {
+		t.Errorf("tests=%d failures=%d skipped=%d:\n%s", doc.Tests, doc.Failures, doc.Skipped, got)
+	}
+	for _, c := range doc.Suites[0].Cases {
+		if c.Classname != "esaudit.es-1_eu-west-2_compute_internal" {
+			t.Errorf("classname %q splits into Jenkins packages", c.Classname)
+		}
+		if strings.HasPrefix(c.Name, "ES-NET-001") && (c.Failure != nil || !strings.Contains(c.SystemOut, "below --fail-on high")) {
+			t.Errorf("medium finding below fail-on high: %+v", c)
+		}
+		if strings.HasPrefix(c.Name, "ES-NET-003") && (c.Skipped == nil || !strings.Contains(c.Skipped.Message, "not evaluated: no security groups")) {
+			t.Errorf("not evaluated rule: %+v", c)
+		}
+	}
+}
+
+// TestJSONStreamedMatchesEncoder: the streamed JSON report is byte for byte
+// what json.Encoder gives for the whole document, for the sample, a fleet
+// of generated nodes, and empty and missing node lists.
+func TestJSONStreamedMatchesEncoder(t *testing.T) {
+	big := sample()
+	for i := range 500 {
+		n := big.Nodes[i%len(big.Nodes)]
+		n.Name = fmt.Sprintf("node-%03d <&> \u2028", i)
+		big.Nodes = append(big.Nodes, n)
+	}
+	empty := sample()
+	empty.Nodes = []Node{}
+	empty.Diff = nil
+	missing := sample()
+	missing.Nodes = nil
+	missing.Warnings = []string{"w"}
+	for name, r := range map[string]*Result{"sample": sample(), "big": big, "empty": empty, "nil": missing} {
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			t.Fatal(err)
+		}
+		var got bytes.Buffer
+		if err := WriteJSON(&got, r); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Errorf("%s: streamed JSON differs from json.Encoder's (%d vs %d bytes)\n%.600s", name, got.Len(), want.Len(), got.String())
 		}
 	}
 }

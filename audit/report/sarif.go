@@ -1,11 +1,11 @@
 package report
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
+	"regexp"
 	"strings"
 )
 
@@ -43,7 +43,19 @@ type sarifRun struct {
 	Tool        sarifTool         `json:"tool"`
 	Invocations []sarifInvocation `json:"invocations"`
 	Results     []sarifResult     `json:"results"`
-	Properties  map[string]any    `json:"properties,omitempty"`
+	// AutomationDetails.ID is "<category>/<run>": code scanning keeps
+	// uploads of different categories (clusters) apart.
+	AutomationDetails *sarifAutomation `json:"automationDetails,omitempty"`
+	Properties        map[string]any   `json:"properties,omitempty"`
+}
+
+type sarifAutomation struct {
+	ID string `json:"id"`
+}
+
+type sarifRuleRef struct {
+	ID    string `json:"id"`
+	Index int    `json:"index"`
 }
 
 type sarifTool struct {
@@ -68,6 +80,7 @@ type sarifRule struct {
 	Name                 string         `json:"name"`
 	ShortDescription     sarifText      `json:"shortDescription"`
 	FullDescription      sarifText      `json:"fullDescription"`
+	HelpURI              string         `json:"helpUri,omitempty"`
 	Help                 sarifText      `json:"help"`
 	DefaultConfiguration map[string]any `json:"defaultConfiguration"`
 	Properties           map[string]any `json:"properties"`
@@ -81,10 +94,12 @@ type sarifInvocation struct {
 }
 
 type sarifNotification struct {
-	Level     string          `json:"level"`
-	Message   sarifText       `json:"message"`
-	Locations []sarifLocation `json:"locations,omitempty"`
-	Descr     *sarifDescrRef  `json:"descriptor,omitempty"`
+	Level      string          `json:"level"`
+	Message    sarifText       `json:"message"`
+	Locations  []sarifLocation `json:"locations,omitempty"`
+	Descr      *sarifDescrRef  `json:"descriptor,omitempty"`
+	Rule       *sarifRuleRef   `json:"associatedRule,omitempty"`
+	Properties map[string]any  `json:"properties,omitempty"`
 }
 
 type sarifDescrRef struct {
@@ -134,14 +149,27 @@ type sarifSuppression struct {
 	Justification string `json:"justification,omitempty"`
 }
 
-// WriteSARIF writes a SARIF 2.1.0 log: one run, the catalogue as rules, one
-// result per finding located at the node (logical) and, when the finding
-// names a file, at that file on the node (physical). Waived findings carry
-// an accepted external suppression; node errors are tool notifications.
+// ProjectURL is esaudit's home, the SARIF driver's informationUri.
+const ProjectURL = "https://github.com/esbake/packer-plugin-elasticsearch"
+
+// PolicyDocsURL is the rule catalogue; built-in rules link to
+// PolicyDocsURL#<lower-cased id>.
+const PolicyDocsURL = ProjectURL + "/blob/main/docs/policies.md"
+
+// WriteSARIF writes a SARIF 2.1.0 log that GitHub code scanning ingests:
+// one run, the catalogue as rules, one result per finding. Every result has
+// a physical location: a repository-style, percent-encoded URI under
+// nodes/<node>/ for the file (or resource) the finding is about, with a
+// region (line 1 when the line is unknown), and a partial fingerprint from
+// the finding's identity. Waived findings carry an accepted suppression;
+// node errors and rules not evaluated are tool notifications.
 func WriteSARIF(w io.Writer, r *Result) error {
 	rules := r.rulesWithFindings()
 	index := map[string]int{}
-	driver := sarifDriver{Name: nonEmpty(r.Tool.Name, "esaudit"), Version: r.Tool.Version, Rules: []sarifRule{}}
+	driver := sarifDriver{Name: nonEmpty(r.Tool.Name, "esaudit"), Version: r.Tool.Version, InformationURI: ProjectURL, Rules: []sarifRule{}}
+	if semverRe.MatchString(r.Tool.Version) {
+		driver.SemanticVer = strings.TrimPrefix(r.Tool.Version, "v")
+	}
 	for i, ru := range rules {
 		index[ru.ID] = i
 		desc := nonEmpty(ru.Description, ru.Title)
@@ -149,7 +177,7 @@ func WriteSARIF(w io.Writer, r *Result) error {
 		if ru.Severity != "" {
 			tags = append(tags, ru.Severity)
 		}
-		props := map[string]any{"tags": tags}
+		props := map[string]any{"tags": tags, "precision": "high"}
 		if s, ok := securitySeverity[ru.Severity]; ok {
 			props["security-severity"] = s
 		}
@@ -161,6 +189,7 @@ func WriteSARIF(w io.Writer, r *Result) error {
 			Name:             ruleName(ru),
 			ShortDescription: sarifText{Text: nonEmpty(ru.Title, ru.ID)},
 			FullDescription:  sarifText{Text: desc},
+			HelpURI:          ru.HelpURI,
 			Help: sarifText{
 				Text:     fmt.Sprintf("%s\n\nRemediation: %s", desc, nonEmpty(ru.Remediation, "see the rule description")),
 				Markdown: fmt.Sprintf("**%s** (%s)\n\n%s\n\n**Remediation:** %s", nonEmpty(ru.Title, ru.ID), nonEmpty(ru.Severity, "unknown severity"), desc, nonEmpty(ru.Remediation, "see the rule description")),
@@ -186,23 +215,39 @@ func WriteSARIF(w io.Writer, r *Result) error {
 			})
 			continue
 		}
-		for _, f := range n.Findings {
-			loc := sarifLocation{LogicalLocations: logical}
-			if p, line := findingFile(f); p != "" {
-				loc.PhysicalLocation = &sarifPhysical{ArtifactLocation: sarifArtifact{URI: "file://" + p}}
-				if line > 0 {
-					loc.PhysicalLocation.Region = &sarifRegion{StartLine: line}
-				}
+		for _, ne := range n.NotEvaluated {
+			note := sarifNotification{
+				Level:      "warning",
+				Message:    sarifText{Text: fmt.Sprintf("%s: %s not evaluated: %s", n.Name, ne.RuleID, ne.Reason)},
+				Locations:  []sarifLocation{{LogicalLocations: logical}},
+				Descr:      &sarifDescrRef{ID: "esaudit/not-evaluated"},
+				Properties: map[string]any{"node": n.Name, "rule_id": ne.RuleID, "missing": ne.Missing, "kind": "notApplicable"},
 			}
-			sum := sha256.Sum256([]byte(n.Name + "\x00" + f.RuleID + "\x00" + f.Message))
+			if i, ok := index[ne.RuleID]; ok {
+				note.Rule = &sarifRuleRef{ID: ne.RuleID, Index: i}
+			}
+			inv.Notifications = append(inv.Notifications, note)
+		}
+		for _, f := range n.Findings {
+			uri, line := ArtifactURI(n, f)
+			loc := sarifLocation{
+				PhysicalLocation: &sarifPhysical{
+					ArtifactLocation: sarifArtifact{URI: uri},
+					Region:           &sarifRegion{StartLine: max(line, 1)},
+				},
+				LogicalLocations: logical,
+			}
 			res := sarifResult{
 				RuleID:              f.RuleID,
 				RuleIndex:           index[f.RuleID],
 				Level:               sarifLevel(f.Severity),
 				Message:             sarifText{Text: fmt.Sprintf("%s: %s", n.Name, f.Message)},
 				Locations:           []sarifLocation{loc},
-				PartialFingerprints: map[string]string{"esauditNodeRule/v1": hex.EncodeToString(sum[:16])},
+				PartialFingerprints: map[string]string{"esauditFinding/v1": f.ID},
 				Properties:          map[string]any{"node": n.Name, "severity": f.Severity},
+			}
+			if f.Resource != "" {
+				res.Properties["resource"] = f.Resource
 			}
 			if n.InstanceID != "" {
 				res.Properties["instance_id"] = n.InstanceID
@@ -219,22 +264,88 @@ func WriteSARIF(w io.Writer, r *Result) error {
 			results = append(results, res)
 		}
 	}
-	log := sarifLog{
-		Schema:  SARIFSchema,
-		Version: "2.1.0",
-		Runs: []sarifRun{{
-			Tool:        sarifTool{Driver: driver},
-			Invocations: []sarifInvocation{inv},
-			Results:     results,
-			Properties:  map[string]any{"esaudit": map[string]any{"summary": r.Summary, "fail_on": r.FailOn}},
-		}},
+	for _, uw := range r.UnusedWaivers {
+		inv.Notifications = append(inv.Notifications, sarifNotification{
+			Level:      "note",
+			Message:    sarifText{Text: fmt.Sprintf("unused waiver: rule %s, nodes %s (line %d) matched no finding", uw.Rule, uw.Nodes, uw.Line)},
+			Descr:      &sarifDescrRef{ID: "esaudit/unused-waiver"},
+			Properties: map[string]any{"rule_id": uw.Rule, "nodes": uw.Nodes, "line": uw.Line},
+		})
 	}
+	for _, w := range r.Warnings {
+		inv.Notifications = append(inv.Notifications, sarifNotification{Level: "warning", Message: sarifText{Text: w}, Descr: &sarifDescrRef{ID: "esaudit/warning"}})
+	}
+	run := sarifRun{
+		Tool:        sarifTool{Driver: driver},
+		Invocations: []sarifInvocation{inv},
+		Results:     results,
+		Properties:  map[string]any{"esaudit": map[string]any{"summary": r.Summary, "fail_on": r.FailOn, "policies": r.Policies, "policies_digest": r.PoliciesDigest}},
+	}
+	cat := nonEmpty(r.Category, "esaudit")
+	run.AutomationDetails = &sarifAutomation{ID: cat + "/" + r.StartedAt.UTC().Format("20060102T150405Z")}
+	log := sarifLog{Schema: SARIFSchema, Version: "2.1.0", Runs: []sarifRun{run}}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(log); err != nil {
 		return fmt.Errorf("encode SARIF report: %w", err)
 	}
 	return nil
+}
+
+var semverRe = regexp.MustCompile(`^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
+
+// ArtifactURI is the repository-style location of a finding: a relative,
+// percent-encoded URI under nodes/<node>/, so code scanning can show it
+// and keep it apart per node. Files keep their path on the node
+// (nodes/<node>/etc/elasticsearch/elasticsearch.yml); other resources get
+// a path that names them (ports/tcp/9200, services/<unit>, proc/sys/...).
+// line is the line in the file when the finding says so, else 0.
+func ArtifactURI(n Node, f Finding) (uri string, line int) {
+	base := "nodes/" + url.PathEscape(n.Name)
+	conf := nonEmpty(n.ConfigDir, "/etc/elasticsearch")
+	rel := ""
+	if p, l := findingFile(f); p != "" {
+		rel, line = p, l
+	} else {
+		res := f.Resource
+		switch {
+		case strings.HasPrefix(res, "elasticsearch.yml:") || res == "elasticsearch.yml":
+			rel = conf + "/elasticsearch.yml"
+		case strings.HasPrefix(res, "keystore:"):
+			rel = conf + "/elasticsearch.keystore"
+		case strings.HasPrefix(res, "sysctl:"):
+			rel = "/proc/sys/" + strings.ReplaceAll(strings.TrimPrefix(res, "sysctl:"), ".", "/")
+		case strings.HasPrefix(res, "tcp/") || strings.HasPrefix(res, "udp/"):
+			rel = "/ports/" + res
+		case strings.HasPrefix(res, "service:"):
+			rel = "/services/" + strings.TrimPrefix(res, "service:")
+		case strings.HasPrefix(res, "process:"):
+			rel = "/processes/" + strings.TrimPrefix(res, "process:")
+		case strings.HasPrefix(res, "sg-"):
+			id, rest, _ := strings.Cut(res, ":")
+			rel = "/security-groups/" + id
+			if rest != "" {
+				rel += "/" + rest
+			}
+		case strings.HasPrefix(res, "/"):
+			rel = strings.SplitN(res, ",", 2)[0]
+		case strings.HasPrefix(res, "_"):
+			rel = "/api/" + res
+		default:
+			rel = "/facts.json"
+		}
+	}
+	var segs []string
+	for _, s := range strings.Split(rel, "/") {
+		if s == "" || s == "." || s == ".." {
+			continue
+		}
+		segs = append(segs, url.PathEscape(s))
+	}
+	if len(segs) == 0 {
+		segs = []string{"facts.json"}
+	}
+	return base + "/" + strings.Join(segs, "/"), line
 }
 
 // ruleName is a PascalCase identifier from the title, as SARIF viewers show

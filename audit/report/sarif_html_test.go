@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"image/png"
 	"os"
 	"os/exec"
@@ -76,7 +77,7 @@ func TestSARIFGolden(t *testing.T) {
 		t.Errorf("first result = %+v", heap)
 	}
 	pl := heap.Locations[0].PhysicalLocation
-	if pl == nil || pl.ArtifactLocation.URI != "file:///etc/elasticsearch/jvm.options" || pl.Region == nil || pl.Region.StartLine != 4 {
+	if pl == nil || pl.ArtifactLocation.URI != "nodes/es-data-1%20%28i-0123456789abcdef0%29/etc/elasticsearch/jvm.options" || pl.Region == nil || pl.Region.StartLine != 4 {
 		t.Errorf("heap finding must point at jvm.options line 4: %+v", pl)
 	}
 	if ll := heap.Locations[0].LogicalLocations; len(ll) != 1 || ll[0].Name != "es-data-1 (i-0123456789abcdef0)" {
@@ -85,8 +86,8 @@ func TestSARIFGolden(t *testing.T) {
 	if s := run.Results[1].Suppressions; len(s) != 1 || s[0].Status != "accepted" {
 		t.Errorf("waived finding must carry an accepted suppression: %+v", s)
 	}
-	if run.Results[2].Locations[0].PhysicalLocation != nil {
-		t.Errorf("a finding without a file must have no physical location")
+	if pl := run.Results[2].Locations[0].PhysicalLocation; pl == nil || pl.ArtifactLocation.URI != "nodes/es-data-1%20%28i-0123456789abcdef0%29/facts.json" || pl.Region == nil || pl.Region.StartLine != 1 {
+		t.Errorf("a finding without a file points at the node's facts document, line 1: %+v", pl)
 	}
 	inv := run.Invocations[0]
 	if inv.ExecutionSuccessful || len(inv.Notifications) != 1 || inv.Notifications[0].Level != "error" {
@@ -97,7 +98,7 @@ func TestSARIFGolden(t *testing.T) {
 func TestHTMLGolden(t *testing.T) {
 	got := render(t, "html", sample())
 	golden(t, "html", got)
-	for _, bad := range []string{"<script", "http://", "https://", "<link", "@import", "url("} {
+	for _, bad := range []string{"<script src", "src=\"http", "<link", "@import", "url(", "<iframe"} {
 		s := string(got)
 		// The SVG namespace is an identifier, not a fetched asset.
 		s = strings.ReplaceAll(s, `xmlns="http://www.w3.org/2000/svg"`, "")
@@ -107,6 +108,27 @@ func TestHTMLGolden(t *testing.T) {
 	}
 	if c := strings.Count(string(got), `class="node-row"`); c != 3 {
 		t.Errorf("matrix has %d node rows, want 3", c)
+	}
+	if c := strings.Count(string(got), "<script>"); c != 1 {
+		t.Errorf("%d inline scripts, want 1", c)
+	}
+	for _, want := range []string{
+		`<td class="c sev-high" title="ESA-HEAP-001: 1 violation(s), high"><a href="#f-0-0">✗</a></td>`, // cells link to findings
+		`<dl class="details"><dt>file</dt><dd>/etc/elasticsearch/jvm.options:4</dd>`,                    // details as a definition list
+		`<section class="rule" id="rule-esa-heap-001"`,                                                  // grouped by rule
+		`<code>`, // remediation markdown
+	} {
+		if !strings.Contains(string(got), want) {
+			t.Errorf("HTML lacks %s", want)
+		}
+	}
+}
+
+func TestMarkdown(t *testing.T) {
+	got := string(Markdown("Set `network.host` to **one** address.\n\n- see [docs](https://example.com/x)\n- <script>alert(1)</script>"))
+	want := `<p>Set <code>network.host</code> to <b>one</b> address.</p><ul><li>see <a href="https://example.com/x">docs</a></li><li>&lt;script&gt;alert(1)&lt;/script&gt;</li></ul>`
+	if got != want {
+		t.Errorf("Markdown:\n got %s\nwant %s", got, want)
 	}
 }
 
@@ -125,49 +147,60 @@ func TestHTMLInChromium(t *testing.T) {
 	if err := os.WriteFile(page, render(t, "html", sample()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	shot := filepath.Join(dir, "report.png")
 	base := func(profile string) []string {
 		return []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 			"--disable-background-networking", "--disable-component-update", "--disable-sync",
 			"--disable-dev-shm-usage", "--user-data-dir=" + profile}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, append(base(filepath.Join(dir, "p1")), "--screenshot="+shot, "--window-size=1280,2000", "file://"+page)...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("chromium --screenshot: %v\n%s", err, out)
+	shots := os.Getenv("ESAUDIT_SCREENSHOT_DIR") // keep the screenshots to look at them
+	if shots == "" {
+		shots = dir
 	}
-	f, err := os.Open(shot)
-	if err != nil {
-		t.Fatalf("no screenshot: %v", err)
-	}
-	img, err := png.Decode(f)
-	f.Close()
-	if err != nil {
-		t.Fatalf("screenshot is not a PNG: %v", err)
-	}
-	if b := img.Bounds(); b.Dx() != 1280 || b.Dy() != 2000 {
-		t.Errorf("screenshot is %v, want 1280x2000", b)
-	}
-	// A blank page would be one colour: count distinct pixels on a grid.
-	colours := map[uint32]bool{}
-	for y := 0; y < 2000; y += 7 {
-		for x := 0; x < 1280; x += 7 {
-			r, g, b, _ := img.At(x, y).RGBA()
-			colours[r>>8<<16|g>>8<<8|b>>8] = true
+	// Desktop and A4 width (210 mm at 96 dpi = 794 px).
+	for i, size := range [][2]int{{1280, 2000}, {794, 1123}} {
+		shot := filepath.Join(shots, fmt.Sprintf("report-%d.png", size[0]))
+		cmd := exec.CommandContext(ctx, bin, append(base(filepath.Join(dir, fmt.Sprint("s", i))), "--screenshot="+shot, fmt.Sprintf("--window-size=%d,%d", size[0], size[1]), "file://"+page)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("chromium --screenshot: %v\n%s", err, out)
+		}
+		f, err := os.Open(shot)
+		if err != nil {
+			t.Fatalf("no screenshot: %v", err)
+		}
+		img, err := png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Fatalf("screenshot is not a PNG: %v", err)
+		}
+		if b := img.Bounds(); b.Dx() != size[0] || b.Dy() != size[1] {
+			t.Errorf("screenshot is %v, want %dx%d", b, size[0], size[1])
+		}
+		// A blank page would be one colour: count distinct pixels on a grid.
+		colours := map[uint32]bool{}
+		for y := 0; y < size[1]; y += 7 {
+			for x := 0; x < size[0]; x += 7 {
+				r, g, b, _ := img.At(x, y).RGBA()
+				colours[r>>8<<16|g>>8<<8|b>>8] = true
+			}
+		}
+		if len(colours) < 8 {
+			t.Errorf("%d px screenshot looks blank (%d colours)", size[0], len(colours))
 		}
 	}
-	if len(colours) < 8 {
-		t.Errorf("screenshot looks blank (%d colours)", len(colours))
-	}
 
-	cmd = exec.CommandContext(ctx, bin, append(base(filepath.Join(dir, "p2")), "--dump-dom", "file://"+page)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("chromium --dump-dom: %v\n%s", err, stderr.String())
+	dump := func(profile, url string, extra ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, bin, append(append(base(filepath.Join(dir, profile)), extra...), "--dump-dom", url)...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("chromium --dump-dom: %v\n%s", err, stderr.String())
+		}
+		return stdout.String()
 	}
-	dom := stdout.String()
+	dom := dump("p2", "file://"+page)
 	rows := regexp.MustCompile(`<tr class="node-row" data-node="([^"]+)" data-status="(\w+)"`).FindAllStringSubmatch(dom, -1)
 	if len(rows) != 3 || rows[0][1] != "es-data-1 (i-0123456789abcdef0)" || rows[2][2] != "error" {
 		t.Errorf("matrix rows in the DOM = %v", rows)
@@ -176,9 +209,39 @@ func TestHTMLInChromium(t *testing.T) {
 	if len(bars) != 4 || bars[1][1] != "high" || bars[1][2] != "1" {
 		t.Errorf("chart bars = %v", bars)
 	}
-	for _, want := range []string{`id="verdict">FAIL<`, `data-rule="ESA-HEAP-001"`, "Remediation:", "Not audited (unreachable)"} {
+	for _, want := range []string{`id="verdict">FAIL<`, `data-rule="ESA-HEAP-001"`, "Remediation:", "Not audited (unreachable)", `<form id="filters" onsubmit="return false">`, "6 findings shown"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("DOM lacks %q", want)
+		}
+	}
+	// A filter exercised through the DOM: severity=high (from the URL, as
+	// the script reads it) hides every finding but the heap one.
+	findingRe := regexp.MustCompile(`<(?:div|li) class="finding (\w+)"[^>]*data-severity="(\w+)"[^>]*?( hidden="")?>`)
+	filtered := dump("p3", "file://"+page+"?severity=high")
+	var shown, hidden int
+	for _, m := range findingRe.FindAllStringSubmatch(filtered, -1) {
+		if m[3] != "" {
+			hidden++
+		} else {
+			shown++
+			if m[2] != "high" {
+				t.Errorf("a %s finding is shown with severity=high", m[2])
+			}
+		}
+	}
+	if shown != 2 || hidden != 4 || !strings.Contains(filtered, `data-filtered="yes"`) || !strings.Contains(filtered, "2 findings shown") {
+		t.Errorf("severity=high filter: %d shown, %d hidden", shown, hidden)
+	}
+	// Without JavaScript the page is as rendered: the filter bar carries
+	// the hidden attribute and no finding does. (Chromium's --dump-dom
+	// needs scripts, so this is checked on the document itself.)
+	raw := string(render(t, "html", sample()))
+	if !strings.Contains(raw, `<form id="filters" hidden`) {
+		t.Error("without JavaScript the filter bar must be hidden")
+	}
+	for _, m := range findingRe.FindAllStringSubmatch(raw, -1) {
+		if m[3] != "" {
+			t.Error("a finding is hidden without JavaScript")
 		}
 	}
 }

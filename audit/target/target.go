@@ -45,6 +45,9 @@ type Target struct {
 	// policies can judge firewall sources on nodes without esnode boot state.
 	SubnetCIDR string
 	VPCCIDRs   []string
+	// AutoScaling is the instance's group and its lifecycle hooks (EC2
+	// only; nil when the auditor could not read them).
+	AutoScaling *AutoScaling
 	// Transport is ssh, ssm, local or file.
 	Transport string
 	// FactsFile is the captured facts document (transport file).

@@ -81,7 +81,7 @@ func NewSSH(cfg SSHConfig) (*SSH, error) {
 		}
 		f.Close()
 	}
-	known, err := knownhosts.New(cfg.KnownHostsFile)
+	idx, err := newHostKeyIndex(cfg.KnownHostsFile)
 	if err != nil {
 		return nil, fmt.Errorf("read known_hosts %s: %w", cfg.KnownHostsFile, err)
 	}
@@ -97,7 +97,7 @@ func NewSSH(cfg SSHConfig) (*SSH, error) {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 10 * time.Second
 	}
-	s := &SSH{cfg: cfg, known: known, added: map[string]ssh.PublicKey{}, binary: map[string][]byte{}, binErrs: map[string]error{}}
+	s := &SSH{cfg: cfg, known: idx.check, added: map[string]ssh.PublicKey{}, binary: map[string][]byte{}, binErrs: map[string]error{}}
 	signers := append([]ssh.Signer(nil), cfg.Signers...)
 	for _, kf := range cfg.KeyFiles {
 		b, err := os.ReadFile(kf)
@@ -382,7 +382,7 @@ func (s *SSH) run(ctx context.Context, client *ssh.Client, stdin []byte, cmd str
 	}
 	defer sess.Close()
 	stdout := newLimitBuffer(s.cfg.MaxOutput)
-	stderr := newLimitBuffer(64 << 10)
+	stderr := newTailBuffer(64 << 10)
 	sess.Stdout = stdout
 	sess.Stderr = stderr
 	if stdin != nil {
@@ -406,16 +406,16 @@ func (s *SSH) run(ctx context.Context, client *ssh.Client, stdin []byte, cmd str
 	}
 	var ee *ssh.ExitError
 	if errors.As(err, &ee) {
-		return stdout.buf.Bytes(), stderr.buf.String(), ee.ExitStatus(), nil
+		return stdout.buf.Bytes(), stderr.String(), ee.ExitStatus(), nil
 	}
 	var em *ssh.ExitMissingError
 	if errors.As(err, &em) {
-		return nil, stderr.buf.String(), 0, errorf(KindCommand, "esnode facts ended without an exit status (connection dropped?)")
+		return nil, stderr.String(), 0, errorf(KindCommand, "esnode facts ended without an exit status (connection dropped?)")
 	}
 	if err != nil {
-		return nil, stderr.buf.String(), 0, errorf(KindTransport, "run esnode facts: %w", err)
+		return nil, stderr.String(), 0, errorf(KindTransport, "run esnode facts: %w", err)
 	}
-	return stdout.buf.Bytes(), stderr.buf.String(), 0, nil
+	return stdout.buf.Bytes(), stderr.String(), 0, nil
 }
 
 func lastBytes(s string, n int) string {

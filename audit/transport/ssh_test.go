@@ -69,6 +69,16 @@ func (f *fakeFleet) handle(s *sshtest.Session) int {
 			s.Stdout.Write(f.doc)
 			return 0
 		}
+	case "noisy":
+		if isRun {
+			// Healthy stdout; stderr well past any buffer (warnings).
+			for i := 0; i < 40; i++ {
+				s.Stderr.Write(bytes.Repeat([]byte("warning: noisy\n"), 300))
+			}
+			io.WriteString(s.Stderr, "last warning\n")
+			s.Stdout.Write(f.doc)
+			return 0
+		}
 	case "huge":
 		chunk := bytes.Repeat([]byte("x"), 64<<10)
 		for {
@@ -160,6 +170,28 @@ func TestSSHFetchWithSudo(t *testing.T) {
 	}
 	if c := e.fleet.commands["ok"][1]; strings.Contains(c, "sudo") {
 		t.Errorf("root must not use sudo: %q", c)
+	}
+}
+
+// TestSSHStderrBeyondLimitIsNotAFailure: a node whose stderr runs past
+// 64 KiB with valid stdout is healthy; only the tail of stderr is kept.
+func TestSSHStderrBeyondLimitIsNotAFailure(t *testing.T) {
+	e := newEnv(t, "noisy")
+	s := e.transport(t, nil)
+	out, err := fetch(t, s, e.addrs["noisy"], 10*time.Second)
+	if err != nil {
+		t.Fatalf("noisy but healthy node failed: %v", err)
+	}
+	if _, err := facts.Parse(out); err != nil {
+		t.Fatalf("output is not the facts document: %v", err)
+	}
+	tb := newTailBuffer(64 << 10)
+	for i := 0; i < 40; i++ {
+		tb.Write(bytes.Repeat([]byte("warning: noisy\n"), 300))
+	}
+	tb.Write([]byte("last warning\n"))
+	if got := tb.String(); len(got) != 64<<10 || !strings.HasSuffix(got, "last warning\n") {
+		t.Errorf("tail buffer kept %d bytes ending %q", len(got), lastBytes(got, 20))
 	}
 }
 

@@ -34,6 +34,9 @@ const (
 	KindOutputTooBig  = "output-too-large"
 	KindInvalidOutput = "invalid-output"
 	KindTransport     = "transport"
+	// KindAgentOffline: SSM could not reach the node's agent (Undeliverable, or the
+	// instance is not a managed instance at all); the node was not audited.
+	KindAgentOffline = "agent-offline"
 )
 
 // Error is a node-level failure with a kind for reports.
@@ -146,6 +149,30 @@ func (l *limitBuffer) Write(p []byte) (int, error) {
 	}
 	return l.buf.Write(p)
 }
+
+// tailBuffer keeps the last max bytes written and never fails a write:
+// stderr is for messages, and a chatty healthy node must not fail.
+type tailBuffer struct {
+	buf []byte
+	max int
+}
+
+func newTailBuffer(max int) *tailBuffer { return &tailBuffer{max: max} }
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	n := len(p)
+	if len(p) >= t.max {
+		p = p[len(p)-t.max:]
+		t.buf = t.buf[:0]
+	}
+	if over := len(t.buf) + len(p) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	t.buf = append(t.buf, p...)
+	return n, nil
+}
+
+func (t *tailBuffer) String() string { return string(t.buf) }
 
 // sleepCtx waits d or until ctx ends.
 func sleepCtx(ctx context.Context, d time.Duration) error {

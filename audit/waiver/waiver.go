@@ -17,7 +17,9 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -37,10 +39,13 @@ type Waiver struct {
 	Line int `yaml:"-"`
 }
 
-// Set is a parsed waiver file.
+// Set is a parsed waiver file. Apply may be called concurrently.
 type Set struct {
 	File    string
 	Waivers []Waiver
+
+	mu   sync.Mutex
+	used map[int]bool
 }
 
 // Node is what a selector matches against.
@@ -99,7 +104,7 @@ func Parse(data []byte) (*Set, error) {
 		dec := yaml.NewDecoder(bytes.NewReader(mustYAML(item)))
 		dec.KnownFields(true)
 		if err := dec.Decode(&w); err != nil {
-			errs = append(errs, fmt.Errorf("waiver #%d (line %d): %w", i+1, item.Line, err))
+			errs = append(errs, fmt.Errorf("waiver #%d (line %d): %s", i+1, item.Line, yamlMessage(err)))
 			continue
 		}
 		w.Line = item.Line
@@ -210,6 +215,7 @@ func (s *Set) Apply(n Node, findings []report.Finding, now time.Time) {
 			if w.Rule != f.RuleID || !w.Matches(n) {
 				continue
 			}
+			s.markUsed(j)
 			if now.Before(w.ExpiresAt) {
 				f.Status = report.StatusWaived
 				f.Waiver = w.ref(false)
@@ -231,4 +237,91 @@ func (s *Set) Apply(n Node, findings []report.Finding, now time.Time) {
 
 func (w *Waiver) ref(expired bool) *report.Waiver {
 	return &report.Waiver{Rule: w.Rule, Nodes: w.Nodes, Justification: w.Justification, Expires: w.Expires, Expired: expired}
+}
+
+func (s *Set) markUsed(i int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.used == nil {
+		s.used = map[int]bool{}
+	}
+	s.used[i] = true
+}
+
+// Unused lists the waivers that matched no finding in the Apply calls so
+// far (an expired waiver that matched counts as used: its note says so).
+func (s *Set) Unused() []Waiver {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Waiver
+	for i, w := range s.Waivers {
+		if !s.used[i] {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// Fleetwide reports whether the waiver selects every node (no nodes:, or
+// "*").
+func (w Waiver) Fleetwide() bool { return w.Nodes == "" || w.Nodes == "*" }
+
+// Check validates the waivers against the rule catalogue and the audited
+// nodes: problems (an unknown rule id, a selector that matches no node)
+// and warnings (fleet-wide waivers, expiries more than maxDays ahead;
+// maxDays 0 turns that off).
+func (s *Set) Check(knownRule func(string) bool, nodes []Node, now time.Time, maxDays int) (problems, warnings []string) {
+	if s == nil {
+		return nil, nil
+	}
+	for _, w := range s.Waivers {
+		at := fmt.Sprintf("waiver for %s (line %d)", w.Rule, w.Line)
+		if !knownRule(w.Rule) {
+			problems = append(problems, fmt.Sprintf("%s: no loaded rule has id %q (see `esaudit policies`); fix the id or remove the waiver", at, w.Rule))
+		}
+		if !w.Fleetwide() {
+			matched := false
+			for _, n := range nodes {
+				if w.Matches(n) {
+					matched = true
+					break
+				}
+			}
+			if !matched {
+				problems = append(problems, fmt.Sprintf("%s: nodes %q matches none of the %d audited nodes (names, instance ids, tag:KEY=VALUE)", at, w.Nodes, len(nodes)))
+			}
+		} else {
+			warnings = append(warnings, fmt.Sprintf("%s waives the rule on every node (no nodes: selector); name the nodes it is for", at))
+		}
+		if maxDays > 0 && w.ExpiresAt.After(now.AddDate(0, 0, maxDays+1)) {
+			warnings = append(warnings, fmt.Sprintf("%s expires %s, more than %d days ahead (--max-waiver-days): review waivers at least that often", at, w.Expires, maxDays))
+		}
+	}
+	return problems, warnings
+}
+
+var (
+	yamlFieldRe  = regexp.MustCompile(`field (\S+) not found in type \S+`)
+	yamlTypeRe   = regexp.MustCompile(`cannot unmarshal !!(\w+)(?: ` + "`" + `[^` + "`" + `]*` + "`" + `)? into \S+`)
+	yamlPrefixRe = regexp.MustCompile(`^yaml: unmarshal errors:\s*`)
+)
+
+// yamlMessage rewrites yaml.v3 decode errors without Go type names:
+// "unknown field "x" (a waiver has rule, nodes, justification, expires)".
+func yamlMessage(err error) string {
+	msg := yamlPrefixRe.ReplaceAllString(err.Error(), "")
+	msg = yamlFieldRe.ReplaceAllString(msg, `unknown field "$1" (a waiver has rule, nodes, justification, expires)`)
+	msg = yamlTypeRe.ReplaceAllStringFunc(msg, func(m string) string {
+		kind := yamlTypeRe.FindStringSubmatch(m)[1]
+		names := map[string]string{"seq": "a list", "map": "a mapping", "int": "a number", "bool": "a boolean", "str": "a string", "float": "a number"}
+		got := names[kind]
+		if got == "" {
+			got = kind
+		}
+		return "expected a plain text value, got " + got
+	})
+	return strings.Join(strings.Fields(msg), " ")
 }

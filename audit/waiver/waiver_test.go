@@ -87,7 +87,7 @@ func TestParseErrorsNameTheEntry(t *testing.T) {
 		"missing justification": {"- rule: ESA-CORS-001\n  nodes: '*'\n  expires: 2026-12-31\n", `waiver #1 (line 1, rule "ESA-CORS-001"): missing justification`},
 		"missing expiry":        {"- rule: A\n  justification: x\n  expires: 2026-12-31\n- rule: B\n  justification: y\n", `waiver #2 (line 4, rule "B"): missing expires`},
 		"bad date":              {"- rule: A\n  justification: x\n  expires: next week\n", `expires "next week" is not a date`},
-		"unknown key":           {"- rule: A\n  justification: x\n  expires: 2026-12-31\n  reason: y\n", "field reason not found"},
+		"unknown key":           {"- rule: A\n  justification: x\n  expires: 2026-12-31\n  reason: y\n", `unknown field "reason" (a waiver has rule, nodes, justification, expires)`},
 		"bad tag selector":      {"- rule: A\n  nodes: 'tag:novalue'\n  justification: x\n  expires: 2026-12-31\n", "tag:KEY=VALUE"},
 		"not a list":            {"rule: A\n", "unknown key \"rule\""},
 	}

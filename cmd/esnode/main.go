@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/esbake/packer-plugin-elasticsearch/facts"
 	"github.com/esbake/packer-plugin-elasticsearch/node/boot"
+	"github.com/esbake/packer-plugin-elasticsearch/node/drain"
 	"github.com/esbake/packer-plugin-elasticsearch/node/install"
 	"github.com/esbake/packer-plugin-elasticsearch/spec"
 	"github.com/esbake/packer-plugin-elasticsearch/version"
@@ -25,7 +27,10 @@ const usage = `esnode — the Elasticsearch node agent
 Usage:
   esnode install --spec FILE [--root DIR] [--mirror URL] [--wait-cloud-init DURATION] [--generalize]
   esnode boot    [--root DIR] [--imds-endpoint URL] [--imds-timeout DURATION] [--dry-run]
+  esnode security-refresh [--root DIR] [--imds-endpoint URL] [--dry-run]
+  esnode joined  [--root DIR] [--url URL] [--timeout DURATION]
   esnode facts   [--root DIR] [--out FILE]
+  esnode drain   [--root DIR] [--now] [--url URL] [--imds-endpoint URL] [--group NAME] [--hook NAME]
   esnode version
 
 Exit status: 0 success, 1 failure, 2 usage error.
@@ -48,8 +53,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runInstall(ctx, args[1:], stdout)
 	case "boot":
 		err = runBoot(ctx, args[1:], stdout)
+	case "security-refresh":
+		err = runSecurityRefresh(ctx, args[1:], stdout)
+	case "joined":
+		err = runJoined(ctx, args[1:], stdout)
 	case "facts":
 		err = runFacts(ctx, args[1:], stdout)
+	case "drain":
+		err = runDrain(ctx, args[1:], stdout)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "esnode", version.String())
 		return 0
@@ -88,6 +99,7 @@ func (h helpRequested) Error() string { return "help requested" }
 var commandSummary = map[string]string{
 	"install": "bake time, as root: install Elasticsearch and its companions from a node spec and record the manifest",
 	"boot":    "every boot, from esnode-boot.service: per-boot configuration from IMDSv2 metadata and userdata",
+	"joined":  "after Elasticsearch starts, from esnode-joined.service: wait until the node is in a cluster, record its UUID and remove cluster.initial_master_nodes",
 	"facts":   "print this node's facts (schema " + facts.SchemaVersion + ") as JSON for audits",
 }
 
@@ -164,7 +176,11 @@ func runBoot(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	start := time.Now()
-	res, err := boot.Run(ctx, boot.Options{Root: *root, IMDSEndpoint: *endpoint, IMDSTimeout: *timeout, DryRun: *dry, Out: out})
+	// AWS_ENDPOINT_URL_EC2 (the SDK's own variable) names a VPC endpoint for
+	// discovery; AWS_ENDPOINT_URL_SSM is read by the SDK itself.
+	res, err := boot.Run(ctx, boot.Options{Root: *root, IMDSEndpoint: *endpoint, IMDSTimeout: *timeout, DryRun: *dry, Out: out,
+		EC2Endpoint: os.Getenv("AWS_ENDPOINT_URL_EC2"), SSMEndpoint: os.Getenv("AWS_ENDPOINT_URL_SSM"),
+		SecretsManagerEndpoint: os.Getenv("AWS_ENDPOINT_URL_SECRETS_MANAGER")})
 	if err != nil {
 		return err
 	}
@@ -180,12 +196,111 @@ func runBoot(ctx context.Context, args []string, out io.Writer) error {
 	return nil
 }
 
+// runSecurityRefresh re-fetches the TLS material without a reboot (a
+// rotation; from SSM Run Command: AWS-RunShellScript "esnode security-refresh").
+func runSecurityRefresh(ctx context.Context, args []string, out io.Writer) error {
+	fs := flags("security-refresh")
+	root := fs.String("root", "/", "the node whose root is this directory")
+	endpoint := fs.String("imds-endpoint", "", "instance metadata endpoint (default http://169.254.169.254)")
+	dry := fs.Bool("dry-run", false, "say which files would change and change nothing")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	res, err := boot.RefreshSecurity(ctx, boot.Options{Root: *root, IMDSEndpoint: *endpoint, DryRun: *dry, Out: out,
+		SSMEndpoint: os.Getenv("AWS_ENDPOINT_URL_SSM"), SecretsManagerEndpoint: os.Getenv("AWS_ENDPOINT_URL_SECRETS_MANAGER")})
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(res.Written) == 0:
+		fmt.Fprintln(out, "esnode security-refresh: the material is current; nothing changed")
+	case *dry:
+		fmt.Fprintf(out, "esnode security-refresh: would replace %d file(s)\n", len(res.Written))
+	default:
+		fmt.Fprintf(out, "esnode security-refresh: replaced %d file(s); Elasticsearch reloads them within seconds, no restart needed\n", len(res.Written))
+	}
+	if res.NeedsBoot {
+		fmt.Fprintln(out, "esnode security-refresh: the TLS settings changed too (a layer turned on or off, or PEM/PKCS#12 switched): run esnode boot and restart Elasticsearch")
+	}
+	return nil
+}
+
+func runJoined(ctx context.Context, args []string, out io.Writer) error {
+	fs := flags("joined")
+	root := fs.String("root", "/", "the node whose root is this directory")
+	url := fs.String("url", "", "the node's HTTP API (default http://<private IP>:<http_port>/ from boot.json)")
+	timeout := fs.Duration("timeout", 0, "give up after this long (default: wait until stopped)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		defer cancel()
+	}
+	_, err := boot.WaitJoined(ctx, boot.JoinedOptions{Root: *root, URL: *url, Out: out})
+	return err
+}
+
+// runDrain is esnode-drain.service: it watches the instance's Auto Scaling
+// target lifecycle state and drains the node on Terminated; --now drains
+// at once (by hand, or from SSM Run Command).
+func runDrain(ctx context.Context, args []string, out io.Writer) error {
+	fs := flags("drain")
+	root := fs.String("root", "/", "the node whose root is this directory")
+	now := fs.Bool("now", false, "drain at once and complete the lifecycle action, instead of watching")
+	url := fs.String("url", "", "the node's HTTP API (default http://<private IP>:<http_port> from boot.json)")
+	endpoint := fs.String("imds-endpoint", "", "instance metadata endpoint (default http://169.254.169.254)")
+	group := fs.String("group", "", "the Auto Scaling group (default: looked up with DescribeAutoScalingInstances)")
+	hook := fs.String("hook", "", "the termination lifecycle hook (default lifecycle.termination_hook of the spec)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	t, err := boot.ReadDrainTarget(*root)
+	if err != nil {
+		return err
+	}
+	if *hook == "" {
+		*hook = t.Lifecycle.TerminationHook
+	}
+	if *url == "" {
+		*url = t.URL
+	}
+	timeout, heartbeat, err := t.Lifecycle.Durations()
+	if err != nil {
+		return err
+	}
+	cluster := &drain.ESClient{BaseURL: *url, Major: t.Version.Major, Minor: t.Version.Minor, Client: &http.Client{Timeout: 30 * time.Second}}
+	node := drain.Node{Name: t.Name, MasterEligible: t.MasterEligible, Voting: t.Version.Major >= 7}
+	opts := drain.Options{Timeout: timeout, HeartbeatEvery: heartbeat, Out: out}
+	newHook := func(ctx context.Context) (drain.Hook, error) {
+		// AWS_ENDPOINT_URL_AUTO_SCALING is read by the SDK itself.
+		return drain.NewLifecycleClient(ctx, t.Region, "", *endpoint, *group, *hook, t.InstanceID)
+	}
+	if *now {
+		h, err := newHook(ctx)
+		if err != nil {
+			return err
+		}
+		return drain.Drain(ctx, cluster, h, node, opts)
+	}
+	if *hook == "" {
+		fmt.Fprintln(out, "esnode drain: no lifecycle.termination_hook in the spec: nothing to watch for (see docs/esnode.md, Safe scale-in)")
+		return nil
+	}
+	fmt.Fprintf(out, "esnode drain: watching the target lifecycle state of %s (hook %s)\n", t.InstanceID, *hook)
+	return drain.Watch(ctx, drain.WatchOptions{State: drain.IMDSTargetState(*endpoint), Cluster: cluster, Hook: newHook, Node: node, Drain: opts, Out: out})
+}
+
 func runFacts(ctx context.Context, args []string, out io.Writer) error {
 	fs := flags("facts")
 	root := fs.String("root", "/", "read the node whose root is this directory (/proc included)")
 	outFile := fs.String("out", "", "write the document here instead of standard output")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if st, err := os.Stat(*root); err != nil || !st.IsDir() {
+		return usageError{fmt.Errorf("--root %s is not a directory: give the node's root file system (default /)", *root)}
 	}
 	f, err := facts.Collect(ctx, facts.Options{Root: *root, Live: *root == "/"})
 	if err != nil {

@@ -28,10 +28,14 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"install", "--spec", specFile}, 1, "elasticsearch.version"},
 		{[]string{"boot", "--bogus"}, 2, "bogus"},
 		{[]string{"facts", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"facts", "--root", "/nonexistent"}, 2, "--root /nonexistent is not a directory"},
 		{[]string{"version"}, 0, "esnode "},
 		{[]string{"install", "--help"}, 0, "-wait-cloud-init duration"},
 		{[]string{"boot", "-h"}, 0, "-imds-timeout duration"},
 		{[]string{"facts", "--help"}, 0, "schema " + facts.SchemaVersion},
+		{[]string{"drain", "--root", t.TempDir()}, 1, "esnode boot has not run successfully on this node"},
+		{[]string{"drain", "--help"}, 0, "-hook string"},
+		{[]string{"drain", "--now", "extra"}, 2, `unexpected argument "extra"`},
 	}
 	for _, c := range cases {
 		var out, errb bytes.Buffer

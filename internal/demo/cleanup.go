@@ -11,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/esbake/packer-plugin-elasticsearch/node/boot"
 )
 
 // cleanup removes everything the demo started, whether it finished, failed
@@ -24,11 +26,15 @@ func (d *demo) cleanup() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		if d.ec2 != nil {
-			if len(d.nodes) > 0 {
-				if _, err := d.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: d.nodes}); err != nil {
+			ids := d.nodes
+			if d.failed != "" {
+				ids = append(append([]string(nil), ids...), d.failed)
+			}
+			if len(ids) > 0 {
+				if _, err := d.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: ids}); err != nil {
 					errs = append(errs, fmt.Errorf("terminate the nodes: %w", err))
 				} else {
-					fmt.Printf("    terminated %v\n", d.nodes)
+					fmt.Printf("    terminated %v\n", ids)
 				}
 			}
 			if d.ami != "" {
@@ -40,6 +46,11 @@ func (d *demo) cleanup() error {
 					Credentials: credentials.NewStaticCredentialsProvider(testCreds["AWS_ACCESS_KEY_ID"], testCreds["AWS_SECRET_ACCESS_KEY"], "")})
 				if _, err := sc.DeleteParameter(ctx, &ssm.DeleteParameterInput{Name: aws.String(ssmParam)}); err == nil {
 					fmt.Printf("    deleted SSM parameter %s\n", ssmParam)
+				}
+				// The bootstrap slots belong to the cluster: gone with it.
+				slots := boot.SlotNames(clusterTag, demoNodes)
+				if out, err := sc.DeleteParameters(ctx, &ssm.DeleteParametersInput{Names: slots}); err == nil && len(out.DeletedParameters) > 0 {
+					fmt.Printf("    deleted the cluster's bootstrap slots %s/%s/master-1..%d\n", boot.BootstrapPrefix, clusterTag, demoNodes)
 				}
 			}
 			if d.keyMade {

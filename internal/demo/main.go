@@ -100,8 +100,8 @@ func validate(bin, file string, src []byte) error {
 		"elastichq_sha512":        cty.StringVal(strings.Repeat("0", 128)),
 		"cloudwatch_agent_sha512": cty.StringVal(strings.Repeat("0", 128)),
 	}
-	fmt.Println("This drives the plugin binary directly over Packer's plugin protocol: the same")
-	fmt.Println("handshake, RPC and HCL2 decoding Packer uses.")
+	fmt.Println("Each component is also validated by driving the plugin binary directly over")
+	fmt.Println("Packer's plugin protocol (the handshake, RPC and HCL2 decoding Packer uses).")
 	fmt.Println("Validation gives the two checksum variables placeholder values (a real build takes them from -var-file).")
 	tmpl, err := plugintest.ParseTemplate(file, src, vars)
 	if err != nil {

@@ -59,7 +59,10 @@ type demo struct {
 	arts     *standin.Artifacts
 	ami      string
 	specHash string   // the image's esbake:spec-hash tag
-	nodes    []string // instance ids, node 1..3
+	nodes    []string // instance ids, node 1..4 (audited)
+	failed   string   // the node whose boot fails, terminated in its step
+	subs     []ec2types.Subnet
+	uuid     string // the cluster's UUID once formed
 	keyFile  string
 	keyMade  bool
 }
@@ -85,8 +88,11 @@ func (d *demo) pipeline(ctx context.Context) error {
 		{"build the stand-in artifacts (Elasticsearch " + esVersion + ", discovery-ec2, ElasticHQ, CloudWatch agent) and serve them on the bridge", d.standins},
 		{"bake " + d.file + " through the plugin: builder elasticsearch-ami + provisioner elasticsearch-node", d.bake},
 		{"check the image: manifest summary tags and the published SSM parameter", d.checkImage},
-		{"launch three nodes from the baked image (tag es_cluster=" + clusterTag + ", minimal userdata)", d.launch},
+		{"launch three nodes from the baked image in two AZs (tag es_cluster=" + clusterTag + ", empty userdata, instance profile " + nodeProfile + ")", d.launch},
 		{"wait for esnode boot on each node and show what it configured", d.showBoot},
+		{"the three nodes form ONE cluster (the stand-in's API: cluster UUID, node count, health with AZ awareness)", d.formed},
+		{"a fourth node launched later joins (and never bootstraps)", d.joinLate},
+		{"a node whose esnode boot fails leaves Elasticsearch stopped", d.failedBoot},
 		{"drift node 3: open port 8081, heap -Xms2g/-Xmx4g, CORS allow-origin \"*\"", d.drift},
 		{"esaudit over SSH (EC2 discovery by tag es_cluster=" + clusterTag + ")", d.audit},
 	}
@@ -289,16 +295,18 @@ func (i indent) Write(p []byte) (int, error) {
 	return len(p), err
 }
 
-// demoNodes are the three nodes: their minimal userdata and the heap share
-// it must give them (the example's 50 %, or node 2's heap_percent).
-var demoNodes = []struct {
-	userData    string
-	heapPercent int
-}{
-	{"", 50},
-	{"heap_percent=40\n", 40},
-	{"cluster_name: " + clusterTag + "\n", 50},
-}
+// demoNodes is how many nodes the demo launches together: the example's
+// cluster.master_nodes, so they bootstrap the cluster together.
+const demoNodes = 3
+
+// heapPercent is the example's heap share, which every node gets (all
+// launch with empty userdata).
+const heapPercent = 50
+
+// nodeProfile is the nodes' instance profile: its role's credentials come
+// from each node's IMDS, for the bootstrap slots in Parameter Store and EC2
+// discovery (docs/esnode.md lists the IAM actions).
+const nodeProfile = "esbake-demo-node"
 
 // ensureKey creates the nodes' key pair once and keeps its private key in
 // the demo's temp dir.
@@ -323,37 +331,80 @@ func (d *demo) launch(ctx context.Context) error {
 	if err := d.ensureKey(ctx); err != nil {
 		return err
 	}
-	for i, n := range demoNodes {
-		ud := n.userData
+	// As an auto-scaling group over two subnets would: zones a, b, a.
+	var zones []int
+	for i := range demoNodes {
+		zones = append(zones, i%2)
+	}
+	ids, err := d.runNodes(ctx, "", zones...)
+	if err != nil {
+		return err
+	}
+	d.nodes = append(d.nodes, ids...)
+	for i, id := range ids {
+		fmt.Printf("    node %d: %s in %s, userdata empty (cluster from the es_cluster tag)\n", i+1, id, d.subnetDesc(zones[i]))
+	}
+	if err := d.waitRunning(ctx, ids); err != nil {
+		return err
+	}
+	for i, id := range ids {
+		fmt.Printf("    node %d: %s running at %s\n", i+1, id, d.lc.Instance(id).PrivateIP())
+	}
+	return nil
+}
+
+// subnets are the emulator's two subnets (one per AZ), sorted by AZ.
+func (d *demo) subnets(ctx context.Context) ([]ec2types.Subnet, error) {
+	if d.subs != nil {
+		return d.subs, nil
+	}
+	out, err := d.ec2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{})
+	if err != nil {
+		return nil, fmt.Errorf("describe the subnets: %w", err)
+	}
+	if len(out.Subnets) != 2 {
+		return nil, fmt.Errorf("the local cloud has %d subnets, want one per AZ (2)", len(out.Subnets))
+	}
+	d.subs = out.Subnets
+	sort.Slice(d.subs, func(i, j int) bool {
+		return aws.ToString(d.subs[i].AvailabilityZone) < aws.ToString(d.subs[j].AvailabilityZone)
+	})
+	return d.subs, nil
+}
+
+func (d *demo) subnetDesc(zone int) string {
+	s := d.subs[zone]
+	return fmt.Sprintf("%s (%s, %s)", aws.ToString(s.AvailabilityZone), aws.ToString(s.SubnetId), aws.ToString(s.CidrBlock))
+}
+
+// runNodes launches one node per zone given (0 = a, 1 = b) with the same
+// launch parameters (the launch template's) and userdata; one
+// RunInstances each, as an auto-scaling group does.
+func (d *demo) runNodes(ctx context.Context, userdata string, zones ...int) ([]string, error) {
+	subs, err := d.subnets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, z := range zones {
 		out, err := d.ec2.RunInstances(ctx, &ec2.RunInstancesInput{
 			ImageId: aws.String(d.ami), InstanceType: ec2types.InstanceTypeM6iLarge, MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
-			KeyName:  aws.String(keyName),
-			UserData: aws.String(base64.StdEncoding.EncodeToString([]byte(ud))),
+			KeyName: aws.String(keyName), SubnetId: subs[z].SubnetId,
+			IamInstanceProfile: &ec2types.IamInstanceProfileSpecification{Name: aws.String(nodeProfile)},
+			UserData:           aws.String(base64.StdEncoding.EncodeToString([]byte(userdata))),
 			MetadataOptions: &ec2types.InstanceMetadataOptionsRequest{HttpTokens: ec2types.HttpTokensStateRequired,
 				InstanceMetadataTags: ec2types.InstanceMetadataTagsStateEnabled},
 			TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeInstance, Tags: []ec2types.Tag{
-				{Key: aws.String("Name"), Value: aws.String(fmt.Sprintf("aardvark-node-%d", i+1))},
+				{Key: aws.String("Name"), Value: aws.String("aardvark-node")},
 				{Key: aws.String("es_cluster"), Value: aws.String(clusterTag)},
 			}}},
 		})
 		if err != nil {
-			return fmt.Errorf("launch node %d: %w", i+1, err)
+			return ids, fmt.Errorf("launch a node: %w", err)
 		}
-		id := aws.ToString(out.Instances[0].InstanceId)
-		d.nodes = append(d.nodes, id)
-		desc := "userdata empty (cluster from the es_cluster tag)"
-		if ud != "" {
-			desc = "userdata " + fmt.Sprintf("%q", strings.TrimSpace(ud))
-		}
-		fmt.Printf("    node %d: %s, %s\n", i+1, id, desc)
+		ids = append(ids, aws.ToString(out.Instances[0].InstanceId))
 	}
-	if err := d.waitRunning(ctx, d.nodes); err != nil {
-		return err
-	}
-	for i, id := range d.nodes {
-		fmt.Printf("    node %d: %s running at %s\n", i+1, id, d.lc.Instance(id).PrivateIP())
-	}
-	return nil
+	return ids, nil
 }
 
 // waitRunning waits until the emulator reports every instance running
@@ -486,7 +537,7 @@ func (d *demo) audit(ctx context.Context) error {
 	return d.judge(res)
 }
 
-// judge checks the audit says what the demo set up: nodes 1 and 2 clean
+// judge checks the audit says what the demo set up: nodes 1, 2 and 4 clean
 // (except what only the test cloud causes), node 3 flagged.
 // driftRules are what the drift of node 3 must raise, sorted: CORS "*",
 // a port outside the spec, Xms != Xmx, and a running heap that no longer

@@ -17,13 +17,18 @@ import (
 
 // TestE2EDemoPipeline runs `make demo`'s whole flow: bake example.pkr.hcl
 // through the plugin's builder and provisioner on the local cloud, three
-// nodes with minimal userdata, esnode boot on each, drift of node 3, esaudit
-// over SSH. run fails unless the image is available with the manifest
-// summary tags and its id in the SSM parameter (checkImage), each node runs
-// that manifest with network.host = its IP, heap = its share of its RAM and
-// the ES ports open to its subnet only (checkNode), the clean nodes have no
-// violations, node 3 has exactly driftRules, and the emulator's leak report
-// is empty at the end (cleanup).
+// nodes in two AZs with empty userdata, esnode boot on each, the three
+// forming one cluster, a fourth joining later, a fifth whose boot fails,
+// drift of node 3, esaudit over SSH. run fails unless the image is
+// available with the manifest summary tags and its id in the SSM parameter
+// (checkImage), each node runs that manifest with network.host = its IP,
+// heap = its share of its RAM and the ES ports open to its VPC only
+// (checkNode), the three nodes' APIs report one green cluster (one UUID,
+// 3 nodes, both AZs' attributes) from one bootstrap list that each dropped
+// once joined (formed), node 4 joins that cluster without bootstrapping
+// (joinLate), node 5's failed boot leaves Elasticsearch stopped
+// (failedBoot), the clean nodes have no violations, node 3 has exactly
+// driftRules, and the emulator's leak report is empty at the end (cleanup).
 func TestE2EDemoPipeline(t *testing.T) {
 	testcloud.RequireHost(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
@@ -45,8 +50,8 @@ func TestE2EDemoPipeline(t *testing.T) {
 	if err := json.Unmarshal(b, &res); err != nil {
 		t.Fatalf("report.json: %v", err)
 	}
-	if res.SchemaVersion != report.SchemaVersion || len(res.Nodes) != 3 {
-		t.Errorf("report.json: schema %q with %d nodes, want %s with 3", res.SchemaVersion, len(res.Nodes), report.SchemaVersion)
+	if res.SchemaVersion != report.SchemaVersion || len(res.Nodes) != 4 {
+		t.Errorf("report.json: schema %q with %d nodes, want %s with 4 (the cluster)", res.SchemaVersion, len(res.Nodes), report.SchemaVersion)
 	}
 }
 

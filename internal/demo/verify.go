@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -67,7 +68,7 @@ func (d *demo) checkImage(ctx context.Context) error {
 // checkNode checks the per-boot configuration esnode boot wrote on node
 // num against what the cloud says about the instance: network.host is its
 // private IP, the heap its share of its own memory, and the ES ports open
-// to its subnet only. It also checks the node runs the baked manifest.
+// to its VPC only. It also checks the node runs the baked manifest.
 func (d *demo) checkNode(ctx context.Context, num int, id string) error {
 	inst := d.lc.Instance(id)
 	sh := func(cmd string) (string, error) {
@@ -112,7 +113,7 @@ func (d *demo) checkNode(ctx context.Context, num int, id string) error {
 	if err != nil {
 		return fmt.Errorf("node %d: MemTotal %q: %w", num, memKB, err)
 	}
-	pct := demoNodes[num-1].heapPercent
+	pct := heapPercent
 	wantMB := min(max(kb/1024*pct/100, spec.DefaultHeapMinMB), spec.DefaultHeapMaxMB)
 	heap, err := sh("grep -E '^-Xm[sx]' " + boot.HeapFile)
 	if err != nil {
@@ -122,16 +123,17 @@ func (d *demo) checkNode(ctx context.Context, num int, id string) error {
 		problems = append(problems, fmt.Sprintf("%s has %q, want %q (%d%% of %d MiB)", boot.HeapFile, heap, want, pct, kb/1024))
 	}
 
-	out, err := d.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
-	if err != nil || len(out.Reservations) == 0 || len(out.Reservations[0].Instances) == 0 {
-		return fmt.Errorf("node %d: describe %s: %v", num, id, err)
+	// Elasticsearch's ports are open to the VPC the node's metadata reports
+	// (nodes span AZs, a subnet is one), as boot recorded it.
+	stJSON, err := sh("cat " + boot.StatePath)
+	if err != nil {
+		return err
 	}
-	subnetID := aws.ToString(out.Reservations[0].Instances[0].SubnetId)
-	subs, err := d.ec2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: []string{subnetID}})
-	if err != nil || len(subs.Subnets) != 1 {
-		return fmt.Errorf("node %d: describe its subnet %s: %v", num, subnetID, err)
+	var st boot.State
+	if err := json.Unmarshal([]byte(stJSON), &st); err != nil || len(st.VPCCIDRs) == 0 {
+		return fmt.Errorf("node %d: %s: %v", num, boot.StatePath, err)
 	}
-	cidr := aws.ToString(subs.Subnets[0].CidrBlock)
+	cidr := strings.Join(st.VPCCIDRs, ",")
 	rules, err := sh("iptables -S " + boot.Chain)
 	if err != nil {
 		return err
@@ -143,10 +145,11 @@ func (d *demo) checkNode(ctx context.Context, num int, id string) error {
 				got = append(got, l)
 			}
 		}
-		want := []string{
-			fmt.Sprintf("-A %s -s %s -p tcp -m tcp --dport %d -j ACCEPT", boot.Chain, cidr, port),
-			fmt.Sprintf("-A %s -p tcp -m tcp --dport %d -j DROP", boot.Chain, port),
+		var want []string
+		for _, c := range st.VPCCIDRs {
+			want = append(want, fmt.Sprintf("-A %s -s %s -p tcp -m tcp --dport %d -j ACCEPT", boot.Chain, c, port))
 		}
+		want = append(want, fmt.Sprintf("-A %s -p tcp -m tcp --dport %d -j DROP", boot.Chain, port))
 		if strings.Join(got, "\n") != strings.Join(want, "\n") {
 			problems = append(problems, fmt.Sprintf("port %d rules %q, want %q", port, got, want))
 		}
@@ -154,7 +157,7 @@ func (d *demo) checkNode(ctx context.Context, num int, id string) error {
 	if len(problems) > 0 {
 		return fmt.Errorf("node %d (%s): %s", num, id, strings.Join(problems, "; "))
 	}
-	fmt.Printf("      checked: manifest = the image's spec hash; network.host = %s (its private IP); heap %dm = %d%% of %d MiB; ports %d/%d open to %s (its subnet) only\n",
+	fmt.Printf("      checked: manifest = the image's spec hash; network.host = %s (its private IP); heap %dm = %d%% of %d MiB; ports %d/%d open to %s (its VPC) only\n",
 		ip, wantMB, pct, kb/1024, spec.DefaultHTTPPort, spec.DefaultTransportPort, cidr)
 	return nil
 }

@@ -95,6 +95,8 @@ func bakeImage(t testing.TB, cloud *testcloud.Cloud) *testcloud.Image {
 type bakeOptions struct {
 	Base testcloud.ImageSpec
 	Spec func(*spec.Node)
+	// Version is the Elasticsearch release (stand-ins); default esVersion.
+	Version string
 }
 
 // bakeNode does what the elasticsearch-node provisioner does, by hand: it
@@ -120,8 +122,12 @@ func bakeNodeWith(t testing.TB, cloud *testcloud.Cloud, o bakeOptions) *baked {
 	if err != nil {
 		t.Fatal(err)
 	}
-	arts, mirror := ServeStandins(t, cloud, esVersion)
+	if o.Version == "" {
+		o.Version = esVersion
+	}
+	arts, mirror := ServeStandins(t, cloud, o.Version)
 	n := bakeNodeSpec(arts, mirror)
+	n.Elasticsearch.Version = o.Version
 	if o.Spec != nil {
 		o.Spec(n)
 		if err := n.Validate(); err != nil {

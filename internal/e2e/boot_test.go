@@ -193,7 +193,8 @@ func checkBootedNode(t *testing.T, ctx context.Context, n *bootNode, subnet stri
 	// The managed block of elasticsearch.yml, as facts flattens it.
 	fc := guestFacts(t, ctx, inst)
 	yml := fc.Elasticsearch.YML
-	wl, err := boot.ReindexWhitelist(subnet, spec.DefaultHTTPPort)
+	// Reindex sources span the VPC (a subnet is one AZ).
+	wl, err := boot.ReindexWhitelist(n.vpc, spec.DefaultHTTPPort)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,8 +268,8 @@ func checkBootedNode(t *testing.T, ctx context.Context, n *bootNode, subnet stri
 		t.Errorf("the node answers GET / without its cluster name %q:\n%s", clusterTag, body)
 	}
 
-	// Firewall: ES and HQ ports from the metadata's subnet only, SSH from
-	// the VPC, everything else dropped.
+	// Firewall: Elasticsearch's ports from the VPC (nodes span AZs), HQ
+	// from the subnet, SSH from the VPC, everything else dropped.
 	if st.FirewallBackend != spec.FirewallIPTables {
 		t.Fatalf("boot chose the %q firewall backend; the CIS image uses iptables", st.FirewallBackend)
 	}
@@ -278,7 +279,7 @@ func checkBootedNode(t *testing.T, ctx context.Context, n *bootNode, subnet stri
 			t.Errorf("iptables -S lacks %q:\n%s", want, rules)
 		}
 	}
-	for port, src := range map[int]string{9200: subnet, 9300: subnet, 5000: subnet, 22: n.vpc} {
+	for port, src := range map[int]string{9200: n.vpc, 9300: n.vpc, 5000: subnet, 22: n.vpc} {
 		var got []string
 		for _, l := range strings.Split(rules, "\n") {
 			if strings.HasPrefix(l, "-A "+boot.Chain+" ") && strings.Contains(l, fmt.Sprintf("--dport %d ", port)) {

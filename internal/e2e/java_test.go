@@ -17,8 +17,10 @@ import (
 // step: only 6.x needs a separate Java.
 const es6Version = "6.8.23"
 
-// javaPackage is the spec's default Java for 6.x, the real distro package.
-const javaPackage = spec.DefaultJavaPackage
+// javaPackage is a real distro Java that Elasticsearch 6.8 accepts (below
+// 18) and that the host's suite (Debian 12) has; the spec's default,
+// openjdk-11-jre-headless, is not in Debian 12.
+const javaPackage = "openjdk-17-jre-headless"
 
 // javaImage is the CIS-like image with the distro JRE baked in by
 // debootstrap on the host: guests have no outside network, so esnode's
@@ -75,6 +77,7 @@ func TestE2EJavaES6OnGuest(t *testing.T) {
 	cfg := bakeConfig(arts, mirror)
 	cfg["elasticsearch"] = map[string]interface{}{"version": es6Version, "sha512": arts.Elasticsearch.SHA512}
 	cfg["java"] = map[string]interface{}{"package": javaPackage}
+	cfg["cluster"] = map[string]interface{}{"name": "aardvark-cluster", "master_nodes": 3}
 
 	start := time.Now()
 	out, err := provisionOnGuest(ctx, t, inst, key, cfg)
@@ -94,7 +97,8 @@ func TestE2EJavaES6OnGuest(t *testing.T) {
 	if jreVersion == "" {
 		t.Errorf("dpkg-query reports no version for %s", javaPackage)
 	}
-	if v := sh(`dpkg-query -W ` + javaPackage); !strings.HasPrefix(v, javaPackage+"\t") {
+	// Multi-Arch: same packages (the JREs) are listed arch-qualified.
+	if v := sh(`dpkg-query -W ` + javaPackage); !strings.HasPrefix(v, javaPackage+"\t") && !strings.HasPrefix(v, javaPackage+":") {
 		t.Errorf("dpkg-query -W %s: %q", javaPackage, v)
 	}
 	if v := sh("java -version 2>&1"); !strings.Contains(strings.ToLower(v), "openjdk") {

@@ -83,6 +83,20 @@ func TestE2EProvisionerBakesNodeOnGuest(t *testing.T) {
 	if v := sh(`dpkg-query -W -f='${Version}' elasticsearch`); v != esVersion {
 		t.Errorf("elasticsearch package version %q, want %s", v, esVersion)
 	}
+	// The 8.x stand-in .deb ran the package's security auto-configuration
+	// at install (its marked block in elasticsearch.yml); the bake, gate
+	// passed, leaves none of its bootstrap list or HTTP-on-every-interface
+	// active in the image.
+	yml := sh("cat /etc/elasticsearch/elasticsearch.yml")
+	if !strings.Contains(yml, "BEGIN SECURITY AUTO CONFIGURATION") {
+		t.Errorf("the 8.x stand-in's install did not run the security auto-configuration:\n%s", yml)
+	}
+	for _, l := range strings.Split(yml, "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "cluster.initial_master_nodes") || strings.HasPrefix(l, "http.host") {
+			t.Errorf("the baked elasticsearch.yml keeps an active %q", l)
+		}
+	}
 	if v := sh(`dpkg-query -W -f='${Status}' amazon-cloudwatch-agent`); v != "install ok installed" {
 		t.Errorf("cloudwatch agent package status %q", v)
 	}
@@ -136,6 +150,20 @@ func TestE2EProvisionerBakesNodeOnGuest(t *testing.T) {
 		if want := mode + " " + f.Owner + " " + f.Group; lines[0] != want || lines[1] != f.SHA256 {
 			t.Errorf("%s on the guest: %q, manifest says %q sha256 %s", f.Path, got, want, f.SHA256)
 		}
+	}
+	// Issue 13: the 8.x package's security auto-configuration ran in the
+	// stand-in's postinst; nothing of it stays in the image.
+	if v := sh("ls -A /etc/elasticsearch/certs 2>/dev/null | wc -l"); v != "0" {
+		t.Errorf("auto-configured TLS material left in the image: %s", sh("ls -la /etc/elasticsearch/certs"))
+	}
+	if v := sh("/usr/share/elasticsearch/bin/elasticsearch-keystore list"); strings.Contains(v, "secure_password") || strings.Contains(v, "password_hash") {
+		t.Errorf("keystore passwords or the password hash left in the image:\n%s", v)
+	}
+	if v := sh("grep -E '^xpack.security.(http|transport).ssl' /etc/elasticsearch/elasticsearch.yml || true"); v != "" {
+		t.Errorf("active settings naming removed material:\n%s", v)
+	}
+	if !m.Security.Clean() || len(m.Security.Removed) < 7 {
+		t.Errorf("manifest security record: %+v", m.Security)
 	}
 	if doc, err := json.MarshalIndent(m.Files, "", " "); err == nil && os.Getenv("ESBAKE_E2E_VERBOSE") != "" {
 		t.Logf("manifest files: %s", doc)

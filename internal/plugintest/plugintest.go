@@ -17,10 +17,13 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/ext/tryfunc"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/packer-plugin-sdk/plugin"
 	"github.com/hashicorp/packer-plugin-sdk/rpc"
 	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/function"
+	"github.com/zclconf/go-cty/cty/function/stdlib"
 )
 
 var (
@@ -163,7 +166,7 @@ func ParseTemplate(name string, src []byte, vars map[string]cty.Value) (*Templat
 		return nil, fmt.Errorf("parse %s: %s", name, diags.Error())
 	}
 	content, diags := f.Body.Content(&hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
-		{Type: "packer"}, {Type: "variable", LabelNames: []string{"name"}},
+		{Type: "packer"}, {Type: "variable", LabelNames: []string{"name"}}, {Type: "locals"},
 		{Type: "source", LabelNames: []string{"type", "name"}}, {Type: "build"},
 	}})
 	if diags.HasErrors() {
@@ -190,7 +193,37 @@ func ParseTemplate(name string, src []byte, vars map[string]cty.Value) (*Templat
 		}
 		values[vname] = v
 	}
-	return &Template{File: f, Ctx: &hcl.EvalContext{Variables: map[string]cty.Value{"var": cty.ObjectVal(values)}}}, nil
+	ctx := &hcl.EvalContext{
+		Variables: map[string]cty.Value{"var": cty.ObjectVal(values)},
+		// The few of Packer's functions the example's locals use.
+		Functions: map[string]function.Function{
+			"timestamp": function.New(&function.Spec{Type: function.StaticReturnType(cty.String), Impl: func([]cty.Value, cty.Type) (cty.Value, error) {
+				return cty.StringVal(time.Now().UTC().Format(time.RFC3339)), nil
+			}}),
+			"formatdate": stdlib.FormatDateFunc,
+			"regex":      stdlib.RegexFunc,
+			"can":        tryfunc.CanFunc,
+		},
+	}
+	locals := map[string]cty.Value{}
+	for _, b := range content.Blocks {
+		if b.Type != "locals" {
+			continue
+		}
+		attrs, diags := b.Body.JustAttributes()
+		if diags.HasErrors() {
+			return nil, fmt.Errorf("%s: locals: %s", name, diags.Error())
+		}
+		for lname, a := range attrs {
+			v, diags := a.Expr.Value(ctx)
+			if diags.HasErrors() {
+				return nil, fmt.Errorf("local %q: %s", lname, diags.Error())
+			}
+			locals[lname] = v
+		}
+	}
+	ctx.Variables["local"] = cty.ObjectVal(locals)
+	return &Template{File: f, Ctx: ctx}, nil
 }
 
 // Source is the body of source "<typ>" "<name>".

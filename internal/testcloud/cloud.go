@@ -27,6 +27,21 @@ type Config struct {
 	// the bridge takes the first address. Zero picks a free
 	// 10.213.N.0/24 on this host.
 	Subnet netip.Prefix
+	// Zones lays Subnet out as a VPC with one subnet per availability zone:
+	// 0 or 1 is one subnet (the whole prefix, one L2 segment); 2 splits it
+	// into halves, zones a and b, each with its own gateway address on the
+	// host, which routes between them as the VPC router does. Traffic
+	// between zones keeps its source address, so a firewall rule by source
+	// CIDR on a guest really decides who reaches it.
+	Zones int
+}
+
+// Zone is one subnet of the cloud, in one availability zone.
+type Zone struct {
+	Letter   string       // the AZ is <region><letter>: "a", "b"
+	CIDR     netip.Prefix // the subnet
+	Gateway  netip.Addr   // the host's address in it, instances' default route
+	SubnetID string       // reported by IMDS unless the LaunchSpec names another; "" with one zone
 }
 
 // Cloud owns a bridge, the instances on it and everything they started.
@@ -36,6 +51,7 @@ type Cloud struct {
 	dir     string // <cache>/run/<id>: instance layers, pid files, logs
 	subnet  netip.Prefix
 	gateway netip.Addr
+	zones   []Zone
 	bridge  string
 	alive   func() // releases the liveness lock
 
@@ -155,7 +171,7 @@ func NewCloud(ctx context.Context, cfg Config) (*Cloud, error) {
 
 	err = ensureNspawnRuntimeDir()
 	if err == nil {
-		err = c.setupBridge(ctx, cfg.Subnet)
+		err = c.setupBridge(ctx, cfg.Subnet, cfg.Zones)
 	}
 	if err != nil {
 		c.abort()
@@ -169,7 +185,7 @@ func (c *Cloud) abort() {
 	c.alive()
 }
 
-func (c *Cloud) setupBridge(ctx context.Context, want netip.Prefix) error {
+func (c *Cloud) setupBridge(ctx context.Context, want netip.Prefix, zones int) error {
 	if !want.IsValid() {
 		p, err := pickFreeSubnet(ctx)
 		if err != nil {
@@ -183,19 +199,51 @@ func (c *Cloud) setupBridge(ctx context.Context, want netip.Prefix) error {
 	}
 	c.subnet = want
 	c.gateway = want.Addr().Next()
-	c.usedIPs[c.gateway] = true
-	cidr := fmt.Sprintf("%s/%d", c.gateway, want.Bits())
-	steps := [][]string{
-		{"link", "add", c.bridge, "type", "bridge"},
-		{"addr", "add", cidr, "dev", c.bridge},
-		{"link", "set", c.bridge, "up"},
+	switch zones {
+	case 0, 1:
+		c.zones = []Zone{{Letter: "a", CIDR: want, Gateway: c.gateway}}
+	case 2:
+		if want.Bits() > 28 {
+			return fmt.Errorf("subnet %s: two zones need a /28 or larger", want)
+		}
+		lo, hi := splitPrefix(want)
+		for i, p := range []netip.Prefix{lo, hi} {
+			letter := string(rune('a' + i))
+			c.zones = append(c.zones, Zone{Letter: letter, CIDR: p, Gateway: p.Addr().Next(),
+				SubnetID: "subnet-0" + c.id + "00000000000" + letter})
+		}
+	default:
+		return fmt.Errorf("%d zones: a cloud has one or two", zones)
 	}
+	steps := [][]string{{"link", "add", c.bridge, "type", "bridge"}}
+	for _, z := range c.zones {
+		c.usedIPs[z.Gateway] = true
+		steps = append(steps, []string{"addr", "add", fmt.Sprintf("%s/%d", z.Gateway, z.CIDR.Bits()), "dev", c.bridge})
+	}
+	steps = append(steps, []string{"link", "set", c.bridge, "up"})
 	for _, s := range steps {
 		if _, err := run(ctx, "ip", s...); err != nil {
 			return fmt.Errorf("create bridge %s for %s: %w", c.bridge, want, err)
 		}
 	}
+	if len(c.zones) > 1 {
+		// Forwarding on this bridge only (not the host-wide ip_forward):
+		// the host is the router between the zones' subnets.
+		f := "/proc/sys/net/ipv4/conf/" + c.bridge + "/forwarding"
+		if err := os.WriteFile(f, []byte("1\n"), 0o644); err != nil {
+			return fmt.Errorf("route between zones (%s): %w", f, err)
+		}
+	}
 	return nil
+}
+
+// splitPrefix returns the two halves of p.
+func splitPrefix(p netip.Prefix) (lo, hi netip.Prefix) {
+	lo = netip.PrefixFrom(p.Addr(), p.Bits()+1)
+	a := p.Addr().As4()
+	n := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	n += uint32(1) << (32 - p.Bits() - 1)
+	return lo, netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}), p.Bits()+1)
 }
 
 // pickFreeSubnet returns the first 10.213.N.0/24 no host route overlaps.
@@ -274,11 +322,52 @@ func RequireHost(t testing.TB) {
 // ID is the cloud's short id, part of every host-side name it creates.
 func (c *Cloud) ID() string { return c.id }
 
-// Subnet is the bridge subnet instances live on.
+// Subnet is the prefix all instances live in: the one subnet, or the VPC
+// the zones' subnets divide.
 func (c *Cloud) Subnet() netip.Prefix { return c.subnet }
 
-// Gateway is the host's address on the bridge (instances' default route).
+// Gateway is the host's first address on the bridge (zone a's gateway);
+// services the host binds there are reachable from every zone.
 func (c *Cloud) Gateway() netip.Addr { return c.gateway }
+
+// Zones are the cloud's subnets, one per availability zone, in order.
+func (c *Cloud) Zones() []Zone { return append([]Zone(nil), c.zones...) }
+
+// zoneFor picks the zone a launch goes to: the one holding the requested
+// address, else the one named by SubnetCIDR, SubnetID or AZ letter, else
+// the first.
+func (c *Cloud) zoneFor(s LaunchSpec, ip netip.Addr) (int, error) {
+	if ip.IsValid() {
+		for i, z := range c.zones {
+			if z.CIDR.Contains(ip) {
+				return i, nil
+			}
+		}
+		return 0, fmt.Errorf("private IP %s is not a host address in the cloud subnet %s", ip, c.subnet)
+	}
+	for i, z := range c.zones {
+		if s.SubnetCIDR == z.CIDR.String() || s.SubnetID != "" && s.SubnetID == z.SubnetID {
+			return i, nil
+		}
+	}
+	if len(c.zones) > 1 && s.AZ != "" {
+		for i, z := range c.zones {
+			if strings.HasSuffix(s.AZ, z.Letter) {
+				return i, nil
+			}
+		}
+		return 0, fmt.Errorf("availability zone %q: this cloud has zones %s", s.AZ, c.zoneLetters())
+	}
+	return 0, nil
+}
+
+func (c *Cloud) zoneLetters() string {
+	var l []string
+	for _, z := range c.zones {
+		l = append(l, z.Letter)
+	}
+	return strings.Join(l, ", ")
+}
 
 // Instances returns the cloud's instances that are not terminated.
 func (c *Cloud) Instances() []*Instance {
@@ -293,45 +382,55 @@ func (c *Cloud) Instances() []*Instance {
 	return out
 }
 
-// allocate reserves an index and an address (want, or the next free one).
-func (c *Cloud) allocate(want string) (int, netip.Addr, error) {
+// allocate reserves an index, a zone and an address (s.PrivateIP, or the
+// next free one in the zone zoneFor picks).
+func (c *Cloud) allocate(s LaunchSpec) (int, int, netip.Addr, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return 0, netip.Addr{}, errors.New("cloud is closed")
+		return 0, 0, netip.Addr{}, errors.New("cloud is closed")
 	}
 	var ip netip.Addr
-	if want != "" {
-		a, err := netip.ParseAddr(want)
+	if s.PrivateIP != "" {
+		a, err := netip.ParseAddr(s.PrivateIP)
 		if err != nil {
-			return 0, netip.Addr{}, fmt.Errorf("private IP %q: %w", want, err)
-		}
-		if !c.subnet.Contains(a) || a == c.subnet.Addr() {
-			return 0, netip.Addr{}, fmt.Errorf("private IP %s is not a host address in the cloud subnet %s", a, c.subnet)
-		}
-		if c.usedIPs[a] {
-			return 0, netip.Addr{}, fmt.Errorf("private IP %s is already in use", a)
+			return 0, 0, netip.Addr{}, fmt.Errorf("private IP %q: %w", s.PrivateIP, err)
 		}
 		ip = a
+	}
+	zi, err := c.zoneFor(s, ip)
+	if err != nil {
+		return 0, 0, netip.Addr{}, err
+	}
+	z := c.zones[zi]
+	if ip.IsValid() {
+		if ip == z.CIDR.Addr() || !z.CIDR.Contains(ip.Next()) {
+			return 0, 0, netip.Addr{}, fmt.Errorf("private IP %s is not a host address in the cloud subnet %s", ip, z.CIDR)
+		}
+		if c.usedIPs[ip] {
+			return 0, 0, netip.Addr{}, fmt.Errorf("private IP %s is already in use", ip)
+		}
 	} else {
-		// Skip .1-.9 like AWS reserves the first addresses of a subnet.
-		for a := c.subnet.Addr().Next(); c.subnet.Contains(a); a = a.Next() {
-			if a.As4()[3] < 10 && c.subnet.Bits() <= 24 || c.usedIPs[a] {
+		// Skip the first addresses like AWS reserves the first of a subnet.
+		skip := 0
+		if z.CIDR.Bits() <= 25 {
+			skip = 9
+		}
+		n := 0
+		for a := z.CIDR.Addr().Next(); z.CIDR.Contains(a.Next()); a = a.Next() { // not the broadcast
+			if n++; n <= skip || c.usedIPs[a] {
 				continue
-			}
-			if !c.subnet.Contains(a.Next()) { // broadcast
-				break
 			}
 			ip = a
 			break
 		}
 		if !ip.IsValid() {
-			return 0, netip.Addr{}, fmt.Errorf("subnet %s is full", c.subnet)
+			return 0, 0, netip.Addr{}, fmt.Errorf("subnet %s is full", z.CIDR)
 		}
 	}
 	c.usedIPs[ip] = true
 	c.next++
-	return c.next, ip, nil
+	return c.next, zi, ip, nil
 }
 
 func (c *Cloud) release(ip netip.Addr) {

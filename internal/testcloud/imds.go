@@ -235,6 +235,26 @@ func startIMDSServer(ctx context.Context, cfg IMDSConfig, dir string, pidFile st
 	return nil, fmt.Errorf("ec2-metadata-mock did not come up (see %s): %w", filepath.Join(dir, "ec2-metadata-mock.log"), lastErr)
 }
 
+// checkIdentity reads instance-id from the mock with token and compares it
+// with the configured one.
+func (s *imdsServer) checkIdentity(ctx context.Context, token string) error {
+	if s.cfg.InstanceID == "" {
+		return nil
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.mockURL.String()+"/latest/meta-data/instance-id", nil)
+	req.Header.Set("X-aws-ec2-metadata-token", token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("read instance-id from the mock: %w", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if got := strings.TrimSpace(string(b)); resp.StatusCode != http.StatusOK || got != s.cfg.InstanceID {
+		return fmt.Errorf("the mock on %s answers for instance %q (%s), not %s: another process holds the port", s.mockURL.Host, got, resp.Status, s.cfg.InstanceID)
+	}
+	return nil
+}
+
 func (s *imdsServer) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -243,9 +263,16 @@ func (s *imdsServer) waitReady(ctx context.Context) error {
 		req.Header.Set("X-aws-ec2-metadata-token-ttl-seconds", "60")
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
+			token, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return nil
+				// The port was free when picked, not when the mock bound it: a
+				// mock of another instance (or run) may hold it and this one
+				// have exited. Only our own instance id proves it is ours.
+				if err = s.checkIdentity(ctx, string(token)); err == nil {
+					return nil
+				}
+				return err
 			}
 			err = fmt.Errorf("token PUT answered %s", resp.Status)
 		}

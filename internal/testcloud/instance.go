@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,26 +47,39 @@ type LaunchSpec struct {
 	InstanceID   string // default: random i-...
 	InstanceType string // default t3.medium
 	ImageID      string // AMI id IMDS reports; default ami-<image name hash>
-	PrivateIP    string // must be in Cloud.Subnet(); default: next free
-	SubnetCIDR   string // what IMDS reports; default Cloud.Subnet()
-	VPCCIDR      string // what IMDS reports; default SubnetCIDR
-	SubnetID     string
-	VPCID        string
-	MAC          string // default: random 0e:...
-	AZ           string // default <Region>a
-	Region       string // default us-east-1
-	AccountID    string
-	Tags         map[string]string
-	UserData     []byte
+	PrivateIP    string // must be in Cloud.Subnet(); default: next free in the zone
+	// The zone (Cloud.Zones) is the one holding PrivateIP, else the one
+	// whose CIDR is SubnetCIDR, whose SubnetID is SubnetID, or whose
+	// letter ends AZ, else the first.
+	SubnetCIDR string // what IMDS reports; default the zone's CIDR
+	VPCCIDR    string // what IMDS reports; default Cloud.Subnet() with zones, else SubnetCIDR
+	SubnetID   string // what IMDS reports; default the zone's
+	VPCID      string
+	MAC        string // default: random 0e:...
+	AZ         string // what IMDS reports; default <Region><zone letter>
+	Region     string // default us-east-1
+	AccountID  string
+	Tags       map[string]string
+	UserData   []byte
 	// AuthorizedKey is an OpenSSH public key line put into root's and
 	// admin's authorized_keys before boot, as cloud-init would.
 	AuthorizedKey string
 	// AllowIMDSv1 makes IMDS answer without a token (HttpTokens=optional).
 	AllowIMDSv1 bool
 	IAMRole     string // role name IMDS serves credentials for, if any
+	// RunFiles are files the guest sees under /run (keys are absolute
+	// paths there, e.g. a systemd drop-in in /run/systemd/system), at every
+	// boot, read-only: bind-mounted from the instance's directory, never
+	// written to its disk, so no snapshot or image carries them. For
+	// test-only wiring such as where guests reach the emulator.
+	RunFiles map[string][]byte
 	// BootTimeout bounds the wait for SSH; default 60s.
 	BootTimeout time.Duration
 }
+
+// HostNofileCapFile, in a guest's root, holds the host's hard open-files
+// limit when it is below what Elasticsearch needs (see prepareRootfs).
+const HostNofileCapFile = "etc/esbake-testcloud/host-nofile-cap"
 
 // Instance is a booted (or stopped) container instance.
 type Instance struct {
@@ -73,6 +87,7 @@ type Instance struct {
 	spec     LaunchSpec
 	n        int
 	ip       netip.Addr
+	zone     Zone
 	dir      string
 	merged   string
 	ns       string // instance netns name
@@ -100,13 +115,14 @@ func (c *Cloud) Launch(ctx context.Context, spec LaunchSpec) (*Instance, error) 
 	if spec.Image == nil || spec.Image.Dir == "" {
 		return nil, errors.New("launch: LaunchSpec.Image is required (use EnsureImage)")
 	}
-	n, ip, err := c.allocate(spec.PrivateIP)
+	n, zi, ip, err := c.allocate(spec)
 	if err != nil {
 		return nil, fmt.Errorf("launch: %w", err)
 	}
-	spec = c.withDefaults(spec, ip)
+	zone := c.zones[zi]
+	spec = c.withDefaults(spec, zone, ip)
 	i := &Instance{
-		c: c, spec: spec, n: n, ip: ip,
+		c: c, spec: spec, n: n, ip: ip, zone: zone,
 		dir:      filepath.Join(c.dir, fmt.Sprintf("%d-%s", n, spec.InstanceID)),
 		ns:       fmt.Sprintf("%s-%s-%d", namePrefix, c.id, n),
 		imdsNS:   fmt.Sprintf("%s-%s-%d-imds", namePrefix, c.id, n),
@@ -125,7 +141,7 @@ func (c *Cloud) Launch(ctx context.Context, spec LaunchSpec) (*Instance, error) 
 	return i, nil
 }
 
-func (c *Cloud) withDefaults(s LaunchSpec, ip netip.Addr) LaunchSpec {
+func (c *Cloud) withDefaults(s LaunchSpec, z Zone, ip netip.Addr) LaunchSpec {
 	rnd := func(n int) string {
 		b := make([]byte, n)
 		_, _ = rand.Read(b)
@@ -142,10 +158,16 @@ func (c *Cloud) withDefaults(s LaunchSpec, ip netip.Addr) LaunchSpec {
 	}
 	s.PrivateIP = ip.String()
 	if s.SubnetCIDR == "" {
-		s.SubnetCIDR = c.subnet.String()
+		s.SubnetCIDR = z.CIDR.String()
+	}
+	if s.SubnetID == "" {
+		s.SubnetID = z.SubnetID
 	}
 	if s.VPCCIDR == "" {
 		s.VPCCIDR = s.SubnetCIDR
+		if len(c.zones) > 1 {
+			s.VPCCIDR = c.subnet.String()
+		}
 	}
 	if s.MAC == "" {
 		b := make([]byte, 5)
@@ -156,7 +178,7 @@ func (c *Cloud) withDefaults(s LaunchSpec, ip netip.Addr) LaunchSpec {
 		s.Region = "us-east-1"
 	}
 	if s.AZ == "" {
-		s.AZ = s.Region + "a"
+		s.AZ = s.Region + z.Letter
 	}
 	if s.BootTimeout == 0 {
 		s.BootTimeout = 60 * time.Second
@@ -175,6 +197,9 @@ func (i *Instance) create(ctx context.Context) error {
 		return fmt.Errorf("mount overlay for %s (needs overlayfs): %w", i.spec.Image.Dir, err)
 	}
 	if err := i.prepareRootfs(); err != nil {
+		return err
+	}
+	if err := i.writeRunFiles(); err != nil {
 		return err
 	}
 	if err := i.setupNetwork(ctx); err != nil {
@@ -209,6 +234,16 @@ func (i *Instance) prepareRootfs() error {
 	}
 	if err := write("etc/hostname", []byte(host+"\n"), 0o644); err != nil {
 		return err
+	}
+	// Containers inherit this process's hard open-files limit and cannot
+	// raise it (no CAP_SYS_RESOURCE), so a unit's LimitNOFILE=65535 is
+	// clamped; the Elasticsearch stand-in reads this to judge the unit's
+	// setting instead of a limit no guest here can have.
+	var nofile syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &nofile) == nil && nofile.Max < 65535 {
+		if err := write(HostNofileCapFile, []byte(fmt.Sprintf("%d\n", nofile.Max)), 0o644); err != nil {
+			return err
+		}
 	}
 	hosts := fmt.Sprintf("127.0.0.1 localhost\n%s %s.%s.compute.internal %s\n::1 localhost ip6-localhost ip6-loopback\n",
 		i.ip, host, i.spec.Region, host)
@@ -317,7 +352,7 @@ func addAuthorizedKey(home string, uid, gid int, key string) error {
 // and its IMDS namespace, joined to the instance's alone by a veth pair,
 // so 169.254.169.254 of one instance is unreachable from any other.
 func (i *Instance) setupNetwork(ctx context.Context) error {
-	bits := i.c.subnet.Bits()
+	bits := i.zone.CIDR.Bits()
 	steps := [][]string{
 		{"netns", "add", i.ns},
 		{"netns", "add", i.imdsNS},
@@ -326,7 +361,7 @@ func (i *Instance) setupNetwork(ctx context.Context) error {
 		{"-n", i.ns, "link", "set", "lo", "up"},
 		{"-n", i.ns, "addr", "add", fmt.Sprintf("%s/%d", i.ip, bits), "dev", "eth0"},
 		{"-n", i.ns, "link", "set", "eth0", "up"},
-		{"-n", i.ns, "route", "add", "default", "via", i.c.gateway.String()},
+		{"-n", i.ns, "route", "add", "default", "via", i.zone.Gateway.String()},
 		{"link", "add", "imds0", "netns", i.ns, "type", "veth", "peer", "name", "eth0", "netns", i.imdsNS},
 		{"-n", i.ns, "addr", "add", "169.254.169.1/24", "dev", "imds0"},
 		{"-n", i.ns, "link", "set", "imds0", "up"},
@@ -384,6 +419,9 @@ func (i *Instance) nspawnCmd() *exec.Cmd {
 		"--timezone=off",
 		"--link-journal=no",
 	}
+	for _, p := range i.runFilePaths() {
+		args = append(args, "--bind-ro="+i.runFileSource(p)+":"+p)
+	}
 	// A shell moves itself into the instance's cgroups, then becomes
 	// nspawn (same pid), so nspawn starts in its own cgroup.
 	cmd := exec.Command("/bin/sh", append([]string{"-c",
@@ -395,6 +433,39 @@ func (i *Instance) nspawnCmd() *exec.Cmd {
 	// If the test process dies, nspawn powers the container off.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	return cmd
+}
+
+// runFilePaths are LaunchSpec.RunFiles' guest paths, sorted.
+func (i *Instance) runFilePaths() []string {
+	ps := make([]string, 0, len(i.spec.RunFiles))
+	for p := range i.spec.RunFiles {
+		ps = append(ps, p)
+	}
+	sort.Strings(ps)
+	return ps
+}
+
+// runFileSource is where the host keeps a run file: outside the overlay.
+func (i *Instance) runFileSource(guestPath string) string {
+	return filepath.Join(i.dir, "runfiles", strings.ReplaceAll(strings.TrimPrefix(guestPath, "/"), "/", "__"))
+}
+
+// writeRunFiles puts LaunchSpec.RunFiles beside the overlay, for nspawn to
+// bind-mount under /run (a tmpfs in the guest, so never on its disk).
+func (i *Instance) writeRunFiles() error {
+	for _, p := range i.runFilePaths() {
+		if clean := filepath.Clean(p); clean != p || !strings.HasPrefix(p, "/run/") || strings.ContainsAny(p, ":,") {
+			return fmt.Errorf("LaunchSpec.RunFiles: %q must be a clean absolute path under /run/ without ':' or ','", p)
+		}
+		src := i.runFileSource(p)
+		if err := os.MkdirAll(filepath.Dir(src), 0o755); err != nil {
+			return fmt.Errorf("write run files: %w", err)
+		}
+		if err := os.WriteFile(src, i.spec.RunFiles[p], 0o644); err != nil {
+			return fmt.Errorf("write run files: %w", err)
+		}
+	}
+	return nil
 }
 
 func (i *Instance) cgroupName() string { return fmt.Sprintf("%s-%s-%d", namePrefix, i.c.id, i.n) }
@@ -655,6 +726,9 @@ func (i *Instance) ID() string { return i.spec.InstanceID }
 
 // Spec is the launch spec with defaults filled in.
 func (i *Instance) Spec() LaunchSpec { return i.spec }
+
+// Zone is the subnet and availability zone the instance lives in.
+func (i *Instance) Zone() Zone { return i.zone }
 
 // PrivateIP is the instance's address on the cloud subnet.
 func (i *Instance) PrivateIP() string { return i.ip.String() }

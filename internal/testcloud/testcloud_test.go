@@ -606,3 +606,41 @@ func TestCloudsAreIndependent(t *testing.T) {
 		t.Error("closing one cloud removed the other's bridge")
 	}
 }
+
+func TestZonePlacement(t *testing.T) {
+	vpc := netip.MustParsePrefix("10.213.9.0/24")
+	lo, hi := splitPrefix(vpc)
+	if lo.String() != "10.213.9.0/25" || hi.String() != "10.213.9.128/25" {
+		t.Fatalf("splitPrefix(%s) = %s, %s", vpc, lo, hi)
+	}
+	c := &Cloud{subnet: vpc, usedIPs: map[netip.Addr]bool{}, zones: []Zone{
+		{Letter: "a", CIDR: lo, Gateway: lo.Addr().Next(), SubnetID: "subnet-a"},
+		{Letter: "b", CIDR: hi, Gateway: hi.Addr().Next(), SubnetID: "subnet-b"}}}
+	for _, z := range c.zones {
+		c.usedIPs[z.Gateway] = true
+	}
+	for _, tc := range []struct {
+		spec     LaunchSpec
+		zone, ip string
+	}{
+		{LaunchSpec{}, "a", "10.213.9.10"},
+		{LaunchSpec{AZ: "us-east-1b"}, "b", "10.213.9.138"},
+		{LaunchSpec{SubnetCIDR: "10.213.9.128/25"}, "b", "10.213.9.139"},
+		{LaunchSpec{SubnetID: "subnet-a"}, "a", "10.213.9.11"},
+		{LaunchSpec{PrivateIP: "10.213.9.200", AZ: "us-east-1a"}, "b", "10.213.9.200"},
+	} {
+		_, zi, ip, err := c.allocate(tc.spec)
+		if err != nil || c.zones[zi].Letter != tc.zone || ip.String() != tc.ip {
+			t.Errorf("allocate(%+v) = zone %s %s %v, want zone %s %s", tc.spec, c.zones[zi].Letter, ip, err, tc.zone, tc.ip)
+		}
+	}
+	for _, bad := range []LaunchSpec{{PrivateIP: "10.213.9.129"}, {PrivateIP: "10.213.9.127"}, {PrivateIP: "10.213.10.5"}, {AZ: "us-east-1c"}} {
+		if _, _, ip, err := c.allocate(bad); err == nil {
+			t.Errorf("allocate(%+v) = %s, want an error", bad, ip)
+		}
+	}
+	s := c.withDefaults(LaunchSpec{}, c.zones[1], netip.MustParseAddr("10.213.9.140"))
+	if s.SubnetCIDR != hi.String() || s.VPCCIDR != vpc.String() || s.AZ != "us-east-1b" || s.SubnetID != "subnet-b" {
+		t.Errorf("IMDS defaults in zone b: %+v", s)
+	}
+}

@@ -20,6 +20,8 @@ import (
 const (
 	ElasticsearchYML = "/etc/elasticsearch/elasticsearch.yml"
 	StatePath        = "/etc/esnode/boot.json"
+	// HQEnvFile is ElasticHQ's EnvironmentFile (install.HQEnvFile).
+	HQEnvFile = "/etc/esnode/elastichq.env"
 	// StateAPIVersion names the boot.json schema.
 	StateAPIVersion = "esbake/boot/v1"
 )
@@ -47,11 +49,26 @@ type Options struct {
 	// instance's region (endpoint SSMEndpoint or AWS_ENDPOINT_URL_SSM).
 	Params      ParamStore
 	SSMEndpoint string
+	// Secrets reads the spec's security material; default Parameter Store
+	// (SSMEndpoint) and Secrets Manager (SecretsManagerEndpoint or
+	// AWS_ENDPOINT_URL_SECRETS_MANAGER) in the instance's region.
+	Secrets                SecretStore
+	SecretsManagerEndpoint string
 	// MemTotal returns the machine's memory in bytes; default reads
 	// <Root>/proc/meminfo.
 	MemTotal func() (uint64, error)
 	// Now stamps boot.json; default time.Now.
 	Now func() time.Time
+	// Slots holds the first-cluster bootstrap slots; default Parameter
+	// Store in the instance's region (as Params).
+	Slots SlotStore
+	// BootstrapPoll is how often boot re-reads the slots while it waits
+	// for all of them to be owned (default 2s); BootstrapWait bounds that
+	// wait (default: until ctx ends).
+	BootstrapPoll, BootstrapWait time.Duration
+	// EC2Endpoint replaces the regional https:// EC2 URL written as
+	// discovery.ec2.endpoint (a VPC endpoint; AWS_ENDPOINT_URL_EC2 in esnode).
+	EC2Endpoint string
 }
 
 // Result says what a boot did.
@@ -66,27 +83,34 @@ type Result struct {
 
 // State is /etc/esnode/boot.json: what the last successful boot saw and wrote.
 type State struct {
-	APIVersion           string            `json:"api_version"`
-	InstanceID           string            `json:"instance_id"`
-	InstanceType         string            `json:"instance_type"`
-	LocalIPv4            string            `json:"local_ipv4"`
-	MAC                  string            `json:"mac"`
-	SubnetCIDR           string            `json:"subnet_cidr"`
-	VPCCIDR              string            `json:"vpc_cidr"`
-	VPCCIDRs             []string          `json:"vpc_cidrs"`
-	AvailabilityZone     string            `json:"az"`
-	Region               string            `json:"region"`
-	ElasticsearchVersion string            `json:"elasticsearch_version"`
-	ClusterName          string            `json:"cluster_name"`
-	ClusterNameSource    string            `json:"cluster_name_source"`
-	TagsEnabled          bool              `json:"tags_enabled"`
-	Tags                 map[string]string `json:"tags"`
-	Userdata             *Userdata         `json:"userdata"`
-	Heap                 HeapPlan          `json:"heap"`
-	FirewallBackend      string            `json:"firewall_backend"`
-	FirewallRules        []Rule            `json:"firewall_rules"`
-	Files                []StateFile       `json:"files"`
-	BootedAt             time.Time         `json:"booted_at"`
+	APIVersion           string             `json:"api_version"`
+	InstanceID           string             `json:"instance_id"`
+	InstanceType         string             `json:"instance_type"`
+	LocalIPv4            string             `json:"local_ipv4"`
+	MAC                  string             `json:"mac"`
+	SubnetCIDR           string             `json:"subnet_cidr"`
+	VPCCIDR              string             `json:"vpc_cidr"`
+	VPCCIDRs             []string           `json:"vpc_cidrs"`
+	AvailabilityZone     string             `json:"az"`
+	Region               string             `json:"region"`
+	ElasticsearchVersion string             `json:"elasticsearch_version"`
+	ClusterName          string             `json:"cluster_name"`
+	ClusterNameSource    string             `json:"cluster_name_source"`
+	TagsEnabled          bool               `json:"tags_enabled"`
+	Tags                 map[string]string  `json:"tags"`
+	Userdata             *Userdata          `json:"userdata"`
+	Heap                 HeapPlan           `json:"heap"`
+	Bootstrap            *BootstrapDecision `json:"bootstrap,omitempty"`
+	FirewallBackend      string             `json:"firewall_backend"`
+	FirewallRules        []Rule             `json:"firewall_rules"`
+	Files                []StateFile        `json:"files"`
+	// KeystoreKeys are the secure settings this boot put in the keystore,
+	// so a later boot removes them once userdata stops naming them.
+	KeystoreKeys []string `json:"keystore_keys"`
+	// Security records the TLS material boot wrote: references and
+	// fingerprints, never values.
+	Security *SecurityState `json:"security,omitempty"`
+	BootedAt time.Time      `json:"booted_at"`
 }
 
 // StateFile is one file boot rendered, with the sum of what it wrote.
@@ -118,36 +142,113 @@ func rootDir(r string) string {
 	return r
 }
 
-// Run performs one boot: read the baked spec and instance metadata, parse
-// userdata, render every per-boot file, then write, apply and record. It
-// reads and renders everything before writing anything, so a failure to
-// reach metadata (or bad userdata) leaves the last good configuration as it
-// was.
+// Run performs one boot as a pipeline of named stages:
+//
+//	gather -> plan -> render -> (dry run: report) -> write -> apply -> record
+//
+// gather reads the baked spec, instance metadata, userdata and the last
+// boot's state; plan decides every setting, the heap and the firewall rules;
+// render turns the plan into file contents; write and apply change the
+// node. Everything is read and rendered before anything is written, so a
+// failure to reach metadata (or bad userdata) leaves the last good
+// configuration as it was.
 func Run(ctx context.Context, o Options) (*Result, error) {
-	root := rootDir(o.Root)
-	out := o.Out
-	if out == nil {
-		out = io.Discard
+	env := newBootEnv(o)
+	in, err := gather(ctx, env)
+	if err != nil {
+		return nil, err
 	}
-	warn := func(format string, args ...any) { fmt.Fprintf(out, "esnode boot: warning: "+format+"\n", args...) }
-	runner := o.Runner
-	if runner == nil {
-		if root == "/" {
-			runner = ExecRunner{}
-		} else {
-			runner = printRunner{out: out, root: root}
+	p, err := plan(ctx, env, in)
+	if err != nil {
+		return nil, err
+	}
+	changes, err := render(env, in, p)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{}
+	for _, c := range changes {
+		if c.changed() {
+			res.Changed = append(res.Changed, c.Path)
 		}
 	}
-	fw := o.Firewall
-	if fw == nil {
-		fw = SystemFirewall{Runner: runner}
+	sort.Strings(res.Changed)
+	cwChanged := cwConfigChanged(changes, in.prev)
+	if o.DryRun {
+		reportDryRun(env, p, changes, cwChanged, res)
+		return res, nil
 	}
-	now := o.Now
-	if now == nil {
-		now = time.Now
+	cmds, err := commands(ctx, env, in, p, cwChanged)
+	if err != nil {
+		return nil, err
 	}
+	if err := write(env, p, changes); err != nil {
+		return nil, err
+	}
+	if err := apply(ctx, env, p, cmds, res); err != nil {
+		return nil, err
+	}
+	st, err := record(env, in, p, changes)
+	if err != nil {
+		return nil, err
+	}
+	res.State = st
+	fmt.Fprintf(env.out, "esnode boot: node %s, cluster %s (name from %s), %s\n", in.md.InstanceID, in.cluster, in.source, in.md.AvailabilityZone)
+	return res, nil
+}
 
-	node, err := readSpec(root)
+// bootEnv is the resolved Options: where the node is and how to act on it.
+type bootEnv struct {
+	o      Options
+	root   string
+	out    io.Writer
+	runner Runner
+	fw     Firewall
+	now    func() time.Time
+}
+
+func newBootEnv(o Options) *bootEnv {
+	e := &bootEnv{o: o, root: rootDir(o.Root), out: o.Out, runner: o.Runner, fw: o.Firewall, now: o.Now}
+	if e.out == nil {
+		e.out = io.Discard
+	}
+	if e.runner == nil {
+		if e.root == "/" {
+			e.runner = ExecRunner{}
+		} else {
+			e.runner = printRunner{out: e.out, root: e.root}
+		}
+	}
+	if e.fw == nil {
+		e.fw = SystemFirewall{Runner: e.runner}
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	return e
+}
+
+func (e *bootEnv) warn(format string, args ...any) {
+	fmt.Fprintf(e.out, "esnode boot: warning: "+format+"\n", args...)
+}
+
+// gathered is everything boot reads before deciding anything.
+type gathered struct {
+	node            *spec.Node
+	ver             spec.Version
+	md              *Metadata
+	ud              *Userdata
+	cluster, source string
+	mem             uint64
+	backend         string
+	prev            *State
+	joined          *Joined
+}
+
+// gather reads the baked spec, instance metadata and userdata, the
+// machine's memory, the firewall backend and the last boot's state.
+func gather(ctx context.Context, e *bootEnv) (*gathered, error) {
+	node, err := readSpec(e.root)
 	if err != nil {
 		return nil, err
 	}
@@ -155,8 +256,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("manifest elasticsearch.version: %w", err)
 	}
-
-	md, err := newMetadataReader(o.IMDSEndpoint, o.IMDSTimeout).fetch(ctx)
+	md, err := newMetadataReader(e.o.IMDSEndpoint, e.o.IMDSTimeout).fetch(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -164,26 +264,70 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w; the last good configuration was left untouched", err)
 	}
-
-	tagKey := node.Cluster.DiscoveryTagKey
 	cluster, source, err := clusterName(ud, md, node)
 	if err != nil {
 		return nil, err
 	}
-	if md.TagsEnabled {
+	if tagKey := node.Cluster.DiscoveryTagKey; md.TagsEnabled {
 		if tv, ok := md.Tags[tagKey]; !ok {
-			warn("the instance has no %s tag; nodes discover each other by the tag %s=%s, so tag every node of the cluster (launch template) or discovery finds nobody", tagKey, tagKey, cluster)
+			e.warn("the instance has no %s tag; nodes discover each other by the tag %s=%s, so tag every node of the cluster (launch template) or discovery finds nobody", tagKey, tagKey, cluster)
 		} else if tv != cluster {
-			warn("the instance's %s tag is %q but the cluster name is %q (from %s); peers discover nodes by %s=%s, so this node will not be found: make them agree", tagKey, tv, cluster, source, tagKey, cluster)
+			e.warn("the instance's %s tag is %q but the cluster name is %q (from %s); peers discover nodes by %s=%s, so this node will not be found: make them agree", tagKey, tv, cluster, source, tagKey, cluster)
 		}
 	}
+	memTotal := e.o.MemTotal
+	if memTotal == nil {
+		memTotal = func() (uint64, error) { return ReadMemTotal(memInfoPath(e.root)) }
+	}
+	mem, err := memTotal()
+	if err != nil {
+		return nil, err
+	}
+	backend, err := DetectBackend(e.root, node.Firewall.Backend)
+	if err != nil {
+		return nil, err
+	}
+	prev, err := ReadState(e.root)
+	if err != nil {
+		e.warn("%v; treating this as a first boot", err)
+		prev = nil
+	}
+	// A damaged joined record fails the boot: guessing "never joined" could
+	// bootstrap a second cluster.
+	joined, err := ReadJoined(e.root)
+	if err != nil {
+		return nil, err
+	}
+	return &gathered{node: node, ver: ver, md: md, ud: ud, cluster: cluster, source: source, mem: mem, backend: backend, prev: prev, joined: joined}, nil
+}
 
+// bootPlan is what this boot will write and run, before any file is read
+// for rendering.
+type bootPlan struct {
+	settings  []setting
+	bootstrap *BootstrapDecision
+	heap      HeapPlan
+	rules     []Rule
+	fwRules   FirewallRules
+	// Parameter Store names of the discovery keys; wantKeys when set.
+	wantKeys                 bool
+	accessParam, secretParam string
+	// security is the cluster's TLS material and passwords (nil: none).
+	security *securityPlan
+}
+
+// plan decides the managed settings, the heap and the firewall rules, and
+// last (it may claim a bootstrap slot and wait for the other nodes) how the
+// node forms or joins its cluster.
+func plan(ctx context.Context, e *bootEnv, in *gathered) (*bootPlan, error) {
+	node, md, ud := in.node, in.md, in.ud
 	yc := ymlConfig{
-		Version: ver, ClusterName: cluster, TagKey: tagKey,
+		Version: in.ver, ClusterName: in.cluster, TagKey: node.Cluster.DiscoveryTagKey,
 		InstanceID: md.InstanceID, LocalIPv4: md.LocalIPv4, Region: md.Region, SubnetCIDR: md.SubnetCIDR,
+		VPCCIDRs: md.VPCCIDRs, AvailabilityZone: md.AvailabilityZone, EC2Endpoint: e.o.EC2Endpoint,
 		HTTPPort: node.Elasticsearch.HTTPPort, TransportPort: node.Elasticsearch.TransportPort,
 		Roles: node.Cluster.Roles, CORSAllowOrigin: node.Cluster.CORSAllowOrigin,
-		MemoryLock: node.System.MemoryLock, InitialMasterNodes: node.Cluster.InitialMasterNodes,
+		MemoryLock: node.System.MemoryLock,
 	}
 	if ud.NodeRoles != nil {
 		yc.Roles = ud.NodeRoles
@@ -191,17 +335,76 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if ud.CORSAllowOrigin != "" {
 		yc.CORSAllowOrigin = ud.CORSAllowOrigin
 	}
+	fixed, fixedSource := node.Cluster.InitialMasterNodes, "spec"
 	if ud.InitialMasterNodes != nil {
-		yc.InitialMasterNodes = ud.InitialMasterNodes
+		fixed, fixedSource = ud.InitialMasterNodes, "userdata"
 	}
+	if in.ver.Major < 7 && len(fixed) > 0 {
+		return nil, fmt.Errorf("initial_master_nodes applies to Elasticsearch 7 and later, not %s; remove it from %s", in.ver, fixedSource)
+	}
+	// A first check of the settings before any slot is claimed.
+	if _, err := yc.settings(); err != nil {
+		return nil, err
+	}
+	// Before any bootstrap slot is claimed: a node that cannot get its TLS
+	// material must not take a seat in the first cluster.
+	sec, err := planSecurity(ctx, e, in)
+	if err != nil {
+		return nil, err
+	}
+	heap, err := HeapMB(in.mem, node.Heap, ud.HeapPercent, ud.HeapMB)
+	if err != nil {
+		return nil, err
+	}
+	if heap.MB >= heap.MemTotalM {
+		return nil, fmt.Errorf("the heap (%d MiB, %s) is at least the instance's %d MiB of memory, so Elasticsearch could not start; use an instance with more memory or lower heap.min_mb", heap.MB, heap.Rule, heap.MemTotalM)
+	}
+	if heap.MB*100 > heap.MemTotalM*spec.MaxHeapPercent {
+		e.warn("the heap (%d MiB) takes over %d%% of the instance's %d MiB; Elasticsearch needs the rest for the file cache: use a larger instance or lower heap.min_mb / heap_mb", heap.MB, spec.MaxHeapPercent, heap.MemTotalM)
+	}
+	rules, err := FirewallRuleSet(node, md.SubnetCIDR, md.VPCCIDRs)
+	if err != nil {
+		return nil, err
+	}
+	fwRules := FirewallRules{Backend: in.backend, Chain: Chain, Rules: rules}
+	switch in.backend {
+	case spec.FirewallIPTables:
+		fwRules.Script = IPTablesChain(rules)
+	case spec.FirewallNFTables:
+		fwRules.Script = NFTScript(rules)
+	default:
+		return nil, fmt.Errorf("firewall.backend %q is not iptables or nftables", in.backend)
+	}
+	bo := bootstrapOptions{Store: e.o.Slots, Poll: e.o.BootstrapPoll, Wait: e.o.BootstrapWait, DryRun: e.o.DryRun,
+		Progress: func(format string, args ...any) { fmt.Fprintf(e.out, "esnode boot: "+format+"\n", args...) }}
+	if bo.Store == nil && in.ver.Major >= 7 && node.Cluster.MasterNodes > 0 && in.joined == nil {
+		bo.Store, err = NewSSMParams(ctx, md.Region, e.o.SSMEndpoint, e.o.IMDSEndpoint)
+		if err != nil {
+			return nil, err
+		}
+	}
+	dec, err := decideBootstrap(ctx, in, yc.Roles, fixed, fixedSource, bo)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(e.out, "esnode boot: cluster formation: %s\n", dec.Reason)
+	yc.InitialMasterNodes, yc.MinimumMasterNodes = dec.InitialMasterNodes, dec.MinimumMasterNodes
 	settings, err := yc.settings()
 	if err != nil {
 		return nil, err
 	}
+	if sec != nil {
+		settings = append(settings, sec.settings...)
+	}
+	return &bootPlan{security: sec, settings: settings, bootstrap: dec, heap: heap, rules: rules, fwRules: fwRules, wantKeys: ud.DiscoveryAccessKeyParam != "",
+		accessParam: ud.DiscoveryAccessKeyParam, secretParam: ud.DiscoverySecretKeyParam}, nil
+}
 
+// render reads each file boot manages and computes its new content.
+func render(e *bootEnv, in *gathered, p *bootPlan) ([]fileChange, error) {
 	var changes []fileChange
 	add := func(path string, render func(old []byte, exists bool) ([]byte, error), newMode fs.FileMode, dirGroup bool) error {
-		old, exists, err := readExisting(root, path)
+		old, exists, err := readExisting(e.root, path)
 		if err != nil {
 			return err
 		}
@@ -212,12 +415,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		changes = append(changes, fileChange{Path: path, Old: old, New: nb, Exists: exists, NewMode: newMode, DirGroup: dirGroup})
 		return nil
 	}
+	installed := func(path string) error {
+		return fmt.Errorf("%s does not exist under %s; is Elasticsearch installed (esnode install)?", path, e.root)
+	}
 
-	err = add(ElasticsearchYML, func(old []byte, exists bool) ([]byte, error) {
+	err := add(ElasticsearchYML, func(old []byte, exists bool) ([]byte, error) {
 		if !exists {
-			return nil, fmt.Errorf("%s does not exist under %s; is Elasticsearch installed (esnode install)?", ElasticsearchYML, root)
+			return nil, installed(ElasticsearchYML)
 		}
-		b, err := renderElasticsearchYML(old, settings)
+		b, err := renderElasticsearchYML(old, p.settings)
 		if err != nil {
 			return nil, fmt.Errorf("%w (file %s)", err, ElasticsearchYML)
 		}
@@ -226,136 +432,118 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-
-	memTotal := o.MemTotal
-	if memTotal == nil {
-		memTotal = func() (uint64, error) { return ReadMemTotal(memInfoPath(root)) }
-	}
-	mem, err := memTotal()
-	if err != nil {
-		return nil, err
-	}
-	heap, err := HeapMB(mem, node.Heap, ud.HeapPercent, ud.HeapMB)
-	if err != nil {
-		return nil, err
-	}
-	if heap.MB*100 > heap.MemTotalM*spec.MaxHeapPercent {
-		warn("the heap (%d MiB) takes over %d%% of the instance's %d MiB; Elasticsearch needs the rest for the file cache: use a larger instance or lower heap.min_mb / heap_mb", heap.MB, spec.MaxHeapPercent, heap.MemTotalM)
-	}
-	if ver.Major >= 7 {
-		err = add(HeapFile, func([]byte, bool) ([]byte, error) { return RenderHeapFile(heap), nil }, 0o640, true)
+	if in.ver.Major >= 7 {
+		err = add(HeapFile, func([]byte, bool) ([]byte, error) { return RenderHeapFile(p.heap), nil }, 0o640, true)
 	} else {
 		err = add(JVMOptions, func(old []byte, exists bool) ([]byte, error) {
 			if !exists {
-				return nil, fmt.Errorf("%s does not exist under %s; is Elasticsearch installed (esnode install)?", JVMOptions, root)
+				return nil, installed(JVMOptions)
 			}
-			return RenderJVMOptions6(old, heap)
+			return RenderJVMOptions6(old, p.heap)
 		}, 0o660, true)
 	}
 	if err != nil {
 		return nil, err
 	}
-
-	backend, err := DetectBackend(root, node.Firewall.Backend)
-	if err != nil {
-		return nil, err
-	}
-	rules, err := FirewallRuleSet(node, md.SubnetCIDR, md.VPCCIDRs)
-	if err != nil {
-		return nil, err
-	}
-	fwRules := FirewallRules{Backend: backend, Chain: Chain, Rules: rules}
-	switch backend {
+	switch in.backend {
 	case spec.FirewallIPTables:
-		fwRules.Script = IPTablesChain(rules)
-		err = add(IPTablesRules, func(old []byte, _ bool) ([]byte, error) { return MergeIPTablesRules(old, rules), nil }, 0o640, false)
+		err = add(IPTablesRules, func(old []byte, _ bool) ([]byte, error) { return MergeIPTablesRules(old, p.rules), nil }, 0o640, false)
 	case spec.FirewallNFTables:
-		fwRules.Script = NFTScript(rules)
-		err = add(NFTablesFile, func([]byte, bool) ([]byte, error) { return []byte(fwRules.Script), nil }, 0o640, false)
+		err = add(NFTablesFile, func([]byte, bool) ([]byte, error) { return []byte(p.fwRules.Script), nil }, 0o640, false)
 		if err == nil {
 			err = add(NFTablesConf, func(old []byte, _ bool) ([]byte, error) { return MergeNFTablesConf(old), nil }, 0o755, false)
 		}
-	default:
-		err = fmt.Errorf("firewall.backend %q is not iptables or nftables", backend)
 	}
 	if err != nil {
 		return nil, err
 	}
-
-	cw := node.CloudWatchAgent
-	if cw.Enabled {
+	if cw := in.node.CloudWatchAgent; cw.Enabled {
 		err = add(CWAgentConfig, func([]byte, bool) ([]byte, error) {
-			return RenderCWAgentConfig(cluster, md.InstanceID, cw.LogGroup)
+			return RenderCWAgentConfig(in.cluster, in.md.InstanceID, cw.LogGroup, in.ver.Major)
 		}, 0o644, false)
 		if err != nil {
 			return nil, err
 		}
 	}
-
-	prev, err := ReadState(root)
-	if err != nil {
-		warn("%v; treating this as a first boot", err)
-		prev = nil
+	if hq := in.node.ElasticHQ; hq.Enabled {
+		// HQ's first screen connects to HQ_DEFAULT_URL; Elasticsearch listens
+		// on the private address only, not on localhost.
+		err = add(HQEnvFile, func([]byte, bool) ([]byte, error) {
+			return []byte(fmt.Sprintf("# Written by esnode boot: ElasticHQ connects to this node's own address.\nHQ_DEFAULT_URL=http://%s:%d\n", in.md.LocalIPv4, in.node.Elasticsearch.HTTPPort)), nil
+		}, 0o644, false)
+		if err != nil {
+			return nil, err
+		}
 	}
+	return changes, nil
+}
+
+// cwConfigChanged reports whether the CloudWatch agent must reload: its
+// file changed now, or differs from what the last boot recorded (a boot
+// that failed after writing it).
+func cwConfigChanged(changes []fileChange, prev *State) bool {
 	prevSum := map[string]string{}
 	if prev != nil {
 		for _, f := range prev.Files {
 			prevSum[f.Path] = f.SHA256
 		}
 	}
-
-	res := &Result{}
-	for _, c := range changes {
-		if c.changed() {
-			res.Changed = append(res.Changed, c.Path)
-		}
-	}
-	sort.Strings(res.Changed)
-
-	var cmds []Command
-	var cwChanged bool
 	for _, c := range changes {
 		if c.Path == CWAgentConfig && (c.changed() || prevSum[c.Path] != sha256Hex(c.New)) {
-			cwChanged = true
+			return true
 		}
 	}
-	wantKeys := ud.DiscoveryAccessKeyParam != ""
+	return false
+}
 
-	if o.DryRun {
-		for _, c := range changes {
-			if !c.changed() {
-				continue
+// reportDryRun prints the diff of every changed file and what would run.
+func reportDryRun(e *bootEnv, p *bootPlan, changes []fileChange, cwChanged bool, res *Result) {
+	for _, c := range changes {
+		if !c.changed() {
+			continue
+		}
+		var old []byte
+		if c.Exists {
+			old = c.Old
+			if old == nil {
+				old = []byte{}
 			}
-			var old []byte
-			if c.Exists {
-				old = c.Old
-				if old == nil {
-					old = []byte{}
-				}
-			}
-			fmt.Fprint(out, UnifiedDiff(c.Path, old, c.New))
 		}
-		res.Ran = append(res.Ran, fmt.Sprintf("firewall (%s): replace chain/table %s with %d rules", backend, map[string]string{spec.FirewallIPTables: Chain, spec.FirewallNFTables: "inet " + NFTable}[backend], len(rules)))
-		if wantKeys {
-			res.Ran = append(res.Ran,
-				fmt.Sprintf("%s add --stdin --force discovery.ec2.access_key (value from SSM parameter %s)", KeystoreTool, ud.DiscoveryAccessKeyParam),
-				fmt.Sprintf("%s add --stdin --force discovery.ec2.secret_key (value from SSM parameter %s)", KeystoreTool, ud.DiscoverySecretKeyParam))
-		}
-		if cwChanged {
-			res.Ran = append(res.Ran, cwFetchConfig().String(), cwRestart().String())
-		}
-		for _, r := range res.Ran {
-			fmt.Fprintf(out, "would run: %s\n", r)
-		}
-		return res, nil
+		fmt.Fprint(e.out, UnifiedDiff(c.Path, old, c.New))
 	}
+	backend := p.fwRules.Backend
+	res.Ran = append(res.Ran, fmt.Sprintf("firewall (%s): replace chain/table %s with %d rules", backend, map[string]string{spec.FirewallIPTables: Chain, spec.FirewallNFTables: "inet " + NFTable}[backend], len(p.rules)))
+	for _, c := range p.security.keystoreCommands() {
+		res.Ran = append(res.Ran, c.String()+" (value from the security parameters, not shown)")
+	}
+	if p.security != nil && !p.security.kept {
+		for _, f := range p.security.files {
+			res.Ran = append(res.Ran, fmt.Sprintf("write %s root:elasticsearch 0640 (from %s, not shown)", f.Path, f.Param))
+		}
+	}
+	if p.wantKeys {
+		res.Ran = append(res.Ran,
+			fmt.Sprintf("%s add --stdin --force discovery.ec2.access_key (value from SSM parameter %s)", KeystoreTool, p.accessParam),
+			fmt.Sprintf("%s add --stdin --force discovery.ec2.secret_key (value from SSM parameter %s)", KeystoreTool, p.secretParam))
+	}
+	if cwChanged {
+		res.Ran = append(res.Ran, cwFetchConfig().String(), cwRestart().String())
+	}
+	for _, r := range res.Ran {
+		fmt.Fprintf(e.out, "would run: %s\n", r)
+	}
+}
 
-	// Secrets are read before anything is written, so a missing parameter
-	// also leaves the last good configuration.
-	if wantKeys {
-		params := o.Params
+// commands builds the commands apply runs. Secrets are read before
+// anything is written, so a missing parameter also leaves the last good
+// configuration.
+func commands(ctx context.Context, e *bootEnv, in *gathered, p *bootPlan, cwChanged bool) ([]Command, error) {
+	var cmds []Command
+	if ud := in.ud; ud.DiscoveryAccessKeyParam != "" {
+		params := e.o.Params
 		if params == nil {
-			params, err = NewSSMParams(ctx, md.Region, o.SSMEndpoint, o.IMDSEndpoint)
+			var err error
+			params, err = NewSSMParams(ctx, in.md.Region, e.o.SSMEndpoint, e.o.IMDSEndpoint)
 			if err != nil {
 				return nil, err
 			}
@@ -370,40 +558,77 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		cmds = append(cmds, keystoreAdd("discovery.ec2.access_key", access), keystoreAdd("discovery.ec2.secret_key", secret))
 	}
+	cmds = append(cmds, p.security.keystoreCommands()...)
+	if stale := staleKeystoreKeys(in.prev, managedKeystoreKeys(in.ud, p)); len(stale) > 0 {
+		list, err := e.runner.Run(ctx, keystoreList())
+		if err != nil {
+			return nil, fmt.Errorf("list the keystore to remove the discovery keys userdata no longer names (%s): %w: %s", strings.Join(stale, ", "), err, strings.TrimSpace(string(list)))
+		}
+		if rm := keystoreRemoveCommand(stale, list); rm != nil {
+			cmds = append(cmds, *rm)
+		}
+	}
 	if cwChanged {
 		cmds = append(cmds, cwFetchConfig(), cwRestart())
 	}
+	return cmds, nil
+}
 
+// write replaces every changed file atomically, with one filesystem sync
+// for all of them; the security material first (its own owner and mode).
+func write(e *bootEnv, p *bootPlan, changes []fileChange) error {
+	if err := writeSecurityFiles(e, p.security); err != nil {
+		return err
+	}
+	var files []stagedFile
 	for _, c := range changes {
-		if !c.changed() {
-			continue
+		if c.changed() {
+			files = append(files, stagedFile{Path: filepath.Join(e.root, c.Path), Data: c.New, NewMode: c.NewMode, DirGroup: c.DirGroup})
 		}
-		if err := writeAtomic(filepath.Join(root, c.Path), c.New, c.NewMode, c.DirGroup, 0o755); err != nil {
-			return nil, err
+	}
+	return writeAllAtomic(files, func(path string) {
+		rel, err := filepath.Rel(e.root, path)
+		if err != nil {
+			rel = path
 		}
-		fmt.Fprintf(out, "esnode boot: wrote %s\n", c.Path)
+		fmt.Fprintf(e.out, "esnode boot: wrote %s\n", filepath.Join("/", rel))
+	})
+}
+
+// apply loads the firewall rules and runs the commands.
+func apply(ctx context.Context, e *bootEnv, p *bootPlan, cmds []Command, res *Result) error {
+	if err := e.fw.Apply(ctx, p.fwRules); err != nil {
+		return fmt.Errorf("apply firewall: %w", err)
 	}
-	if err := fw.Apply(ctx, fwRules); err != nil {
-		return nil, fmt.Errorf("apply firewall: %w", err)
-	}
-	res.Ran = append(res.Ran, fmt.Sprintf("firewall (%s): %d rules", backend, len(rules)))
+	res.Ran = append(res.Ran, fmt.Sprintf("firewall (%s): %d rules", p.fwRules.Backend, len(p.rules)))
 	for _, c := range cmds {
-		if b, err := runner.Run(ctx, c); err != nil {
-			return nil, fmt.Errorf("%s: %w: %s", c, err, strings.TrimSpace(string(b)))
+		if b, err := e.runner.Run(ctx, c); err != nil {
+			return fmt.Errorf("%s: %w: %s", c, err, strings.TrimSpace(string(b)))
 		}
 		res.Ran = append(res.Ran, c.String())
 	}
+	return nil
+}
 
+// record writes boot.json, the last step of a successful boot.
+func record(e *bootEnv, in *gathered, p *bootPlan, changes []fileChange) (*State, error) {
+	md := in.md
 	st := &State{
 		APIVersion: StateAPIVersion,
 		InstanceID: md.InstanceID, InstanceType: md.InstanceType, LocalIPv4: md.LocalIPv4, MAC: md.MAC,
 		SubnetCIDR: md.SubnetCIDR, VPCCIDR: md.VPCCIDRs[0], VPCCIDRs: md.VPCCIDRs,
 		AvailabilityZone: md.AvailabilityZone, Region: md.Region,
-		ElasticsearchVersion: ver.String(),
-		ClusterName:          cluster, ClusterNameSource: source,
-		TagsEnabled: md.TagsEnabled, Tags: md.Tags, Userdata: ud, Heap: heap,
-		FirewallBackend: backend, FirewallRules: rules,
-		BootedAt: now().UTC(),
+		ElasticsearchVersion: in.ver.String(),
+		ClusterName:          in.cluster, ClusterNameSource: in.source,
+		TagsEnabled: md.TagsEnabled, Tags: md.Tags, Userdata: in.ud, Heap: p.heap, Bootstrap: p.bootstrap,
+		FirewallBackend: p.fwRules.Backend, FirewallRules: p.rules,
+		BootedAt: e.now().UTC(), KeystoreKeys: managedKeystoreKeys(in.ud, p),
+	}
+	if p.security != nil {
+		st.Security = p.security.record
+	}
+	if st.KeystoreKeys == nil {
+		st.KeystoreKeys = []string{} // recorded as none, not unknown
 	}
 	for _, c := range changes {
 		st.Files = append(st.Files, StateFile{Path: c.Path, SHA256: sha256Hex(c.New)})
@@ -412,12 +637,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode boot state: %w", err)
 	}
-	if err := writeAtomic(filepath.Join(root, StatePath), append(b, '\n'), 0o644, false, 0o755); err != nil {
+	if err := writeAtomic(filepath.Join(e.root, StatePath), append(b, '\n'), 0o644, false, 0o755); err != nil {
 		return nil, err
 	}
-	res.State = st
-	fmt.Fprintf(out, "esnode boot: node %s, cluster %s (name from %s), %s\n", md.InstanceID, cluster, source, md.AvailabilityZone)
-	return res, nil
+	return st, nil
 }
 
 func readSpec(root string) (*spec.Node, error) {

@@ -158,8 +158,8 @@ func TestBootAgainstMetadataMock(t *testing.T) {
 		"network.host":                 "10.213.20.17",
 		"discovery.seed_providers":     "ec2",
 		"discovery.ec2.tag.es_cluster": "logs-prod",
-		"discovery.ec2.endpoint":       "ec2.eu-west-2.amazonaws.com",
-		"reindex.remote.whitelist":     []any{"10.213.20.*:9200", "10.213.21.*:9200", "10.213.22.*:9200", "10.213.23.*:9200"},
+		"discovery.ec2.endpoint":       "https://ec2.eu-west-2.amazonaws.com",
+		"reindex.remote.whitelist":     "10.213.*:9200",
 	} {
 		if !equalJSON(yml[k], v) {
 			t.Errorf("elasticsearch.yml %s = %v, want %v", k, yml[k], v)
@@ -193,8 +193,8 @@ func TestBootAgainstMetadataMock(t *testing.T) {
 	rules := read(t, root, IPTablesRules)
 	for _, l := range []string{
 		":INPUT DROP", "-A INPUT -j ESNODE-INPUT",
-		"-A ESNODE-INPUT -s 10.213.20.0/22 -p tcp -m tcp --dport 9200 -j ACCEPT",
-		"-A ESNODE-INPUT -s 10.213.20.0/22 -p tcp -m tcp --dport 9300 -j ACCEPT",
+		"-A ESNODE-INPUT -s 10.213.0.0/16 -p tcp -m tcp --dport 9200 -j ACCEPT",
+		"-A ESNODE-INPUT -s 10.213.0.0/16 -p tcp -m tcp --dport 9300 -j ACCEPT",
 		"-A ESNODE-INPUT -s 10.213.0.0/16 -p tcp -m tcp --dport 22 -j ACCEPT",
 	} {
 		if !strings.Contains(rules, l) {

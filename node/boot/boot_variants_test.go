@@ -77,7 +77,8 @@ func TestBoot6xNFTablesAndKeystore(t *testing.T) {
 	n := spec.Node{
 		Elasticsearch: spec.Elasticsearch{Version: "6.8.23"},
 		Firewall:      spec.Firewall{Backend: spec.FirewallNFTables},
-		Cluster:       spec.Cluster{Name: "spec-cluster"},
+		Cluster:       spec.Cluster{Name: "spec-cluster", MasterNodes: 3},
+		ElasticHQ:     spec.ElasticHQ{Enabled: true, SHA512: testSHA512},
 		System:        spec.System{MemoryLock: true},
 	}
 	root := testRoot(t, n, 4*1024*1024)
@@ -92,19 +93,23 @@ func TestBoot6xNFTablesAndKeystore(t *testing.T) {
 	if err != nil {
 		t.Fatalf("boot: %v\n%s", err, out.String())
 	}
-	want := []string{ElasticsearchYML, JVMOptions, NFTablesConf, NFTablesFile}
+	want := []string{ElasticsearchYML, JVMOptions, HQEnvFile, NFTablesConf, NFTablesFile}
 	if strings.Join(res.Changed, ",") != strings.Join(want, ",") {
 		t.Errorf("changed %v, want %v", res.Changed, want)
 	}
 	yml := flatYML(t, []byte(read(t, root, ElasticsearchYML)))
 	for k, v := range map[string]any{
 		"cluster.name": "spec-cluster", "discovery.zen.hosts_provider": "ec2", "transport.tcp.port": 9300,
-		"discovery.ec2.endpoint": "ec2.cn-north-1.amazonaws.com.cn", "bootstrap.memory_lock": true,
-		"reindex.remote.whitelist": "10.9.8.*:9200",
+		"discovery.ec2.endpoint": "https://ec2.cn-north-1.amazonaws.com.cn", "bootstrap.memory_lock": true,
+		"reindex.remote.whitelist": "10.9.*:9200", "discovery.zen.minimum_master_nodes": 2,
+		"node.attr.aws_availability_zone": "cn-north-1a",
 	} {
 		if !equalJSON(yml[k], v) {
 			t.Errorf("elasticsearch.yml %s = %v, want %v", k, yml[k], v)
 		}
+	}
+	if hq := read(t, root, HQEnvFile); !strings.Contains(hq, "\nHQ_DEFAULT_URL=http://10.9.8.7:9200\n") {
+		t.Errorf("ElasticHQ's environment does not point at the node's own address:\n%s", hq)
 	}
 	jvm := read(t, root, JVMOptions)
 	if !strings.Contains(jvm, HeapBeginMarker+"\n") || !strings.Contains(jvm, "\n-Xms2048m\n-Xmx2048m\n") {
@@ -114,7 +119,7 @@ func TestBoot6xNFTablesAndKeystore(t *testing.T) {
 		t.Error("6.x got a jvm.options.d file it would not read")
 	}
 	nft := read(t, root, NFTablesFile)
-	if !strings.Contains(nft, "ip saddr 10.9.8.0/24 tcp dport 9200 accept") || !strings.Contains(nft, "ip saddr 10.9.0.0/16 tcp dport 22 accept") {
+	if !strings.Contains(nft, "ip saddr 10.9.0.0/16 tcp dport 9200 accept") || !strings.Contains(nft, "ip saddr 10.9.0.0/16 tcp dport 22 accept") {
 		t.Errorf("nft file:\n%s", nft)
 	}
 	if !strings.Contains(read(t, root, NFTablesConf), nftInclude) {

@@ -14,8 +14,10 @@ const (
 
 // RenderCWAgentConfig is the agent configuration shipping Elasticsearch's
 // logs: the main log to a stream named by the instance id, the others to
-// streams named <instance id>/<kind>.
-func RenderCWAgentConfig(cluster, instanceID, logGroup string) ([]byte, error) {
+// streams named <instance id>/<kind>. From 8.0 the deprecation and slow
+// logs are JSON only (<cluster>_deprecation.json, ..._slowlog.json in 8.x's
+// log4j2.properties), one record a line.
+func RenderCWAgentConfig(cluster, instanceID, logGroup string, esMajor int) ([]byte, error) {
 	type file struct {
 		FilePath              string `json:"file_path"`
 		LogGroupName          string `json:"log_group_name"`
@@ -26,11 +28,15 @@ func RenderCWAgentConfig(cluster, instanceID, logGroup string) ([]byte, error) {
 	// Plain-text Elasticsearch log records start with "[YYYY-"; stack
 	// traces continue them.
 	const start = `^\[\d{4}-`
+	ext, multi := ".log", start
+	if esMajor >= 8 {
+		ext, multi = ".json", ""
+	}
 	files := []file{
 		{FilePath: fmt.Sprintf("%s/%s.log", ESLogDir, cluster), LogStreamName: instanceID, MultiLineStartPattern: start},
-		{FilePath: fmt.Sprintf("%s/%s_deprecation.log", ESLogDir, cluster), LogStreamName: instanceID + "/deprecation", MultiLineStartPattern: start},
-		{FilePath: fmt.Sprintf("%s/%s_index_search_slowlog.log", ESLogDir, cluster), LogStreamName: instanceID + "/search-slowlog", MultiLineStartPattern: start},
-		{FilePath: fmt.Sprintf("%s/%s_index_indexing_slowlog.log", ESLogDir, cluster), LogStreamName: instanceID + "/indexing-slowlog", MultiLineStartPattern: start},
+		{FilePath: fmt.Sprintf("%s/%s_deprecation%s", ESLogDir, cluster, ext), LogStreamName: instanceID + "/deprecation", MultiLineStartPattern: multi},
+		{FilePath: fmt.Sprintf("%s/%s_index_search_slowlog%s", ESLogDir, cluster, ext), LogStreamName: instanceID + "/search-slowlog", MultiLineStartPattern: multi},
+		{FilePath: fmt.Sprintf("%s/%s_index_indexing_slowlog%s", ESLogDir, cluster, ext), LogStreamName: instanceID + "/indexing-slowlog", MultiLineStartPattern: multi},
 		{FilePath: ESLogDir + "/gc.log", LogStreamName: instanceID + "/gc"},
 	}
 	for i := range files {

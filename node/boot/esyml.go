@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/esbake/packer-plugin-elasticsearch/spec"
 )
@@ -37,7 +40,9 @@ var ownedKeys = func() map[string]bool {
 		"reindex.remote.whitelist",
 		"http.cors.enabled", "http.cors.allow-origin",
 		"bootstrap.memory_lock",
-		"cluster.initial_master_nodes",
+		"cluster.initial_master_nodes", "discovery.zen.minimum_master_nodes",
+		"http.host", "transport.host",
+		"node.attr.aws_availability_zone",
 		"node.roles", "node.master", "node.data", "node.ingest", "node.ml",
 	} {
 		m[k] = true
@@ -61,6 +66,34 @@ func isOwned(key string) bool {
 	return false
 }
 
+// ownedWith is isOwned plus, when this boot writes TLS settings, the
+// xpack.security.* families it writes (security.go): a node without a
+// security section keeps whatever TLS settings it has.
+func ownedWith(settings []setting) func(string) bool {
+	fams := map[string]bool{}
+	for _, st := range settings {
+		for _, f := range []string{"xpack.security.transport.ssl", "xpack.security.http.ssl"} {
+			if strings.HasPrefix(st.key, f+".") {
+				fams[f] = true
+			}
+		}
+		if st.key == "xpack.security.enabled" {
+			fams[st.key] = true
+		}
+	}
+	return func(k string) bool {
+		if isOwned(k) {
+			return true
+		}
+		for f := range fams {
+			if k == f || strings.HasPrefix(k, f+".") {
+				return true
+			}
+		}
+		return false
+	}
+}
+
 // setting is one line of the managed block; value is already YAML.
 type setting struct{ key, value string }
 
@@ -73,6 +106,10 @@ type ymlConfig struct {
 	LocalIPv4          string
 	Region             string
 	SubnetCIDR         string
+	VPCCIDRs           []string
+	AvailabilityZone   string
+	EC2Endpoint        string
+	MinimumMasterNodes int
 	HTTPPort           int
 	TransportPort      int
 	Roles              []string
@@ -121,13 +158,35 @@ func (c ymlConfig) settings() ([]setting, error) {
 		setting{yamlKey("discovery.ec2.tag." + c.TagKey), yamlString(c.ClusterName)},
 		setting{"discovery.ec2.any_group", "true"},
 		setting{"discovery.ec2.host_type", "private_ip"},
-		setting{"discovery.ec2.endpoint", ec2Endpoint(c.Region)},
-		setting{"cloud.node.auto_attributes", "true"},
+		setting{"discovery.ec2.endpoint", yamlString(c.ec2EndpointURL())},
+		// Written from IMDSv2, not cloud.node.auto_attributes: discovery-ec2
+		// before 8.2 reads the zone with IMDSv1 (elastic/elasticsearch#84410),
+		// which IMDSv2-only instances refuse, and awareness then leaves every
+		// shard unassigned.
+		setting{"node.attr.aws_availability_zone", yamlString(c.AvailabilityZone)},
 		setting{"cluster.routing.allocation.awareness.attributes", "aws_availability_zone"},
 	)
-	wl, err := ReindexWhitelist(c.SubnetCIDR, c.HTTPPort)
-	if err != nil {
-		return nil, err
+	if c.MinimumMasterNodes > 0 {
+		if v.Major >= 7 {
+			return nil, fmt.Errorf("discovery.zen.minimum_master_nodes applies to Elasticsearch 6.x only, not %s", v)
+		}
+		s = append(s, setting{"discovery.zen.minimum_master_nodes", strconv.Itoa(c.MinimumMasterNodes)})
+	}
+	if !regionName.MatchString(c.Region) {
+		return nil, fmt.Errorf("region %q is not an AWS region name (such as eu-west-2)", c.Region)
+	}
+	// Reindex sources span the VPC: an EC2 subnet is one availability zone.
+	cidrs := c.VPCCIDRs
+	if len(cidrs) == 0 {
+		cidrs = []string{c.SubnetCIDR}
+	}
+	var wl []string
+	for _, cidr := range cidrs {
+		w, err := ReindexWhitelist(cidr, c.HTTPPort)
+		if err != nil {
+			return nil, err
+		}
+		wl = append(wl, w...)
 	}
 	if len(wl) == 1 {
 		s = append(s, setting{"reindex.remote.whitelist", yamlString(wl[0])})
@@ -135,8 +194,8 @@ func (c ymlConfig) settings() ([]setting, error) {
 		s = append(s, setting{"reindex.remote.whitelist", yamlList(wl)})
 	}
 	if c.CORSAllowOrigin != "" {
-		if spec.MatchesEverything(c.CORSAllowOrigin) {
-			return nil, fmt.Errorf("CORS origin %q lets every web origin call the cluster; list the origins that need it, such as https://app.example.com", c.CORSAllowOrigin)
+		if err := spec.CheckCORSOrigin(c.CORSAllowOrigin); err != nil {
+			return nil, fmt.Errorf("CORS origin: %w", err)
 		}
 		s = append(s, setting{"http.cors.enabled", "true"}, setting{"http.cors.allow-origin", yamlString(c.CORSAllowOrigin)})
 	}
@@ -150,6 +209,17 @@ func (c ymlConfig) settings() ([]setting, error) {
 		s = append(s, setting{"cluster.initial_master_nodes", yamlList(c.InitialMasterNodes)})
 	}
 	return s, nil
+}
+
+// ec2EndpointURL is the EC2 API discovery calls: an override (a VPC
+// endpoint, or a test emulator), else the regional https:// URL.
+// discovery-ec2 on the AWS SDK v2 (8.19 and later) needs a URL, and the
+// older plugin accepts one.
+func (c ymlConfig) ec2EndpointURL() string {
+	if c.EC2Endpoint != "" {
+		return c.EC2Endpoint
+	}
+	return "https://" + ec2Endpoint(c.Region)
 }
 
 // ec2Endpoint is the regional EC2 API host; China regions use .com.cn.
@@ -265,14 +335,15 @@ func renderElasticsearchYML(old []byte, settings []setting) ([]byte, error) {
 		before = lines
 	}
 	var err error
-	if before, err = disableOwned(before, 0); err != nil {
+	owned := ownedWith(settings)
+	if before, err = disableOwned(before, 0, owned); err != nil {
 		return nil, err
 	}
 	offset := len(before)
 	if begin >= 0 {
 		offset = end + 1
 	}
-	if after, err = disableOwned(after, offset); err != nil {
+	if after, err = disableOwned(after, offset, owned); err != nil {
 		return nil, err
 	}
 	nl := "\n"
@@ -292,7 +363,93 @@ func renderElasticsearchYML(old []byte, settings []setting) ([]byte, error) {
 	for _, l := range after {
 		b.WriteString(l)
 	}
-	return []byte(b.String()), nil
+	out := []byte(b.String())
+	if err := checkManagedInEffect(out, settings); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// checkManagedInEffect parses a rendered elasticsearch.yml as Elasticsearch
+// reads it (one YAML document whose nested keys flatten to dotted ones; a
+// key set twice, nested or flat, is an error) and requires every managed
+// setting to hold the block's value. A file that fails is never written:
+// boot stops and the last good file stays (such as a flow list of an owned
+// key whose continuation lines the renderer could not tell apart, or an
+// earlier document end that makes YAML ignore the block).
+func checkManagedInEffect(rendered []byte, settings []setting) error {
+	// A key set twice at the top level is an error for Elasticsearch too;
+	// finding it here is linear, where the YAML parser's duplicate check
+	// takes seconds on a few thousand lines.
+	seen := map[string]int{}
+	for i, l := range splitLines(string(rendered)) {
+		if m := ymlKeyLine.FindStringSubmatch(strings.TrimRight(l, "\r\n")); m != nil && m[1] == "" {
+			key := strings.Trim(m[2], `"'`)
+			if first, dup := seen[key]; dup {
+				return fmt.Errorf("elasticsearch.yml would set %s twice (lines %d and %d) after boot's edit; delete one (boot leaves the file as it was)", key, first, i+1)
+			}
+			seen[key] = i + 1
+		}
+	}
+	got, err := flattenYML(rendered)
+	if err != nil {
+		msg := err.Error()
+		if lines := strings.SplitN(msg, "\n", 4); len(lines) > 3 {
+			msg = strings.Join(lines[:3], "\n") + "\n  ..." // yaml lists every duplicate pair
+		}
+		return fmt.Errorf("elasticsearch.yml would not parse after boot's edit (%s); fix the file (boot leaves it as it was)", msg)
+	}
+	want, err := flattenYML([]byte(strings.Join(renderBlock(settings), "\n") + "\n"))
+	if err != nil {
+		return fmt.Errorf("esnode's managed block does not parse: %w", err)
+	}
+	for k, v := range want {
+		g, ok := got[k]
+		if !ok {
+			return fmt.Errorf("elasticsearch.yml would not hold esnode's %s after boot's edit (another part of the file hides the managed block, such as a document end or an indented mapping); fix the file (boot leaves it as it was)", k)
+		}
+		if !reflect.DeepEqual(g, v) {
+			return fmt.Errorf("elasticsearch.yml would read %s as %v, not esnode's %v, after boot's edit; fix the file (boot leaves it as it was)", k, g, v)
+		}
+	}
+	return nil
+}
+
+// flattenYML parses an elasticsearch.yml into dotted keys.
+func flattenYML(b []byte) (map[string]any, error) {
+	var doc any
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, err
+	}
+	out := map[string]any{}
+	if doc == nil {
+		return out, nil
+	}
+	top, ok := doc.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("the document is a %T, not a mapping of settings", doc)
+	}
+	var walk func(prefix string, v any) error
+	walk = func(prefix string, v any) error {
+		if m, ok := v.(map[string]any); ok && len(m) > 0 {
+			for k, x := range m {
+				p := k
+				if prefix != "" {
+					p = prefix + "." + k
+				}
+				if err := walk(p, x); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if _, dup := out[prefix]; dup {
+			return fmt.Errorf("%s is set twice (nested and flat)", prefix)
+		}
+		out[prefix] = v
+		return nil
+	}
+	return out, walk("", top)
 }
 
 // splitLines splits after each newline, keeping it.
@@ -311,7 +468,7 @@ var ymlKeyLine = regexp.MustCompile(`^( *)("[^"]*"|'[^']*'|[^\s#'"\-\[\{!&*?|>%@
 
 // disableOwned comments out flat owned keys in lines; first is the index
 // of lines[0] in the file, for messages.
-func disableOwned(lines []string, first int) ([]string, error) {
+func disableOwned(lines []string, first int, isOwned func(string) bool) ([]string, error) {
 	out := append([]string(nil), lines...)
 	type frame struct {
 		indent int
@@ -355,16 +512,48 @@ func disableOwned(lines []string, first int) ([]string, error) {
 			return nil, fmt.Errorf("elasticsearch.yml line %d sets %s in nested form; esnode boot owns that setting (see its managed block): delete the line, or write it flat so boot can disable it", first+i+1, full)
 		}
 		out[i] = DisabledPrefix + out[i]
-		// Continuation lines of the value: indented, or `- item` lines.
+		// A flow collection ([...] or {...}) open at the end of the line
+		// goes on, at any indent, until it closes.
+		depth := flowDepth(m[3])
+		// Continuation lines of the value: indented, `- item` lines, or
+		// the rest of an open flow collection.
 		for j := i + 1; j < len(out); j++ {
 			r := strings.TrimRight(out[j], "\r\n")
 			t := strings.TrimSpace(r)
-			if t == "" || !(strings.HasPrefix(r, " ") || strings.HasPrefix(r, "\t") || strings.HasPrefix(r, "-")) {
+			if depth <= 0 && (t == "" || !(strings.HasPrefix(r, " ") || strings.HasPrefix(r, "\t") || strings.HasPrefix(r, "-"))) {
 				break
 			}
+			depth += flowDepth(r)
 			out[j] = DisabledPrefix + out[j]
 			i = j
 		}
 	}
 	return out, nil
+}
+
+// flowDepth is how many flow collections a line opens minus how many it
+// closes, outside quotes and comments.
+func flowDepth(line string) int {
+	depth := 0
+	var quote byte
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case quote == '"' && c == '\\':
+			i++
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case (c == '"' || c == '\'') && (i == 0 || strings.IndexByte(" \t[{,:", line[i-1]) >= 0):
+			quote = c
+		case c == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t'):
+			return depth
+		case c == '[' || c == '{':
+			depth++
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return depth
 }

@@ -1,13 +1,18 @@
 package boot
 
 import (
+	"bytes"
+	"context"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/esbake/packer-plugin-elasticsearch/internal/testcloud"
 	"github.com/esbake/packer-plugin-elasticsearch/spec"
 )
 
@@ -19,6 +24,7 @@ func testYMLConfig(version string) ymlConfig {
 	return ymlConfig{
 		Version: v, ClusterName: "logs-prod", TagKey: "es_cluster",
 		InstanceID: "i-0abc", LocalIPv4: "10.0.1.23", Region: "eu-west-2", SubnetCIDR: "10.0.1.0/24",
+		VPCCIDRs: []string{"10.0.0.0/16"}, AvailabilityZone: "eu-west-2a",
 		HTTPPort: 9200, TransportPort: 9300,
 	}
 }
@@ -92,20 +98,20 @@ func TestRenderElasticsearchYMLSeed(t *testing.T) {
 	}
 	flat := flatYML(t, out)
 	want := map[string]any{
-		"cluster.name":                 "logs-prod",
-		"node.name":                    "i-0abc",
-		"network.host":                 "10.0.1.23",
-		"http.port":                    9200,
-		"transport.port":               9300,
-		"node.roles":                   []any{"master", "data"},
-		"discovery.seed_providers":     "ec2",
-		"discovery.ec2.tag.es_cluster": "logs-prod",
-		"discovery.ec2.any_group":      true,
-		"discovery.ec2.host_type":      "private_ip",
-		"discovery.ec2.endpoint":       "ec2.eu-west-2.amazonaws.com",
-		"cloud.node.auto_attributes":   true,
+		"cluster.name":                    "logs-prod",
+		"node.name":                       "i-0abc",
+		"network.host":                    "10.0.1.23",
+		"http.port":                       9200,
+		"transport.port":                  9300,
+		"node.roles":                      []any{"master", "data"},
+		"discovery.seed_providers":        "ec2",
+		"discovery.ec2.tag.es_cluster":    "logs-prod",
+		"discovery.ec2.any_group":         true,
+		"discovery.ec2.host_type":         "private_ip",
+		"discovery.ec2.endpoint":          "https://ec2.eu-west-2.amazonaws.com",
+		"node.attr.aws_availability_zone": "eu-west-2a",
 		"cluster.routing.allocation.awareness.attributes": "aws_availability_zone",
-		"reindex.remote.whitelist":                        "10.0.1.*:9200",
+		"reindex.remote.whitelist":                        "10.0.*:9200",
 		"http.cors.enabled":                               true,
 		"http.cors.allow-origin":                          "https://app.example.com",
 		"path.data":                                       "/var/lib/elasticsearch",
@@ -165,8 +171,13 @@ func TestRenderElasticsearchYML8AutoConfig(t *testing.T) {
 	if _, ok := flat["cluster.initial_master_nodes"]; ok {
 		t.Errorf("auto-configured cluster.initial_master_nodes survived:\n%s", out)
 	}
-	if flat["xpack.security.http.ssl.enabled"] != true || flat["http.host"] != "0.0.0.0" {
+	if flat["xpack.security.http.ssl.enabled"] != true {
 		t.Errorf("unmanaged settings lost: %v", flat)
+	}
+	// The package's http.host: 0.0.0.0 would bind HTTP on every interface
+	// whatever network.host says.
+	if _, ok := flat["http.host"]; ok || !strings.Contains(string(out), DisabledPrefix+"http.host: 0.0.0.0\n") {
+		t.Errorf("auto-configured http.host survived:\n%s", out)
 	}
 	if !strings.Contains(string(out), DisabledPrefix+"  - debian\n") {
 		t.Errorf("continuation line of the disabled key not disabled:\n%s", out)
@@ -221,7 +232,7 @@ func TestRenderElasticsearchYMLVersions(t *testing.T) {
 	}
 	out, _ = renderElasticsearchYML(nil, s)
 	f = flatYML(t, out)
-	if f["discovery.ec2.endpoint"] != "ec2.cn-north-1.amazonaws.com.cn" {
+	if f["discovery.ec2.endpoint"] != "https://ec2.cn-north-1.amazonaws.com.cn" {
 		t.Errorf("China endpoint: %v", f["discovery.ec2.endpoint"])
 	}
 	if !reflect.DeepEqual(f["cluster.initial_master_nodes"], []any{"i-1", "i-2"}) || f["bootstrap.memory_lock"] != true {
@@ -307,18 +318,22 @@ func TestReindexWhitelist(t *testing.T) {
 	}
 }
 
-// FuzzRenderElasticsearchYML: never a panic; on success the lines outside
-// the block are the input's, and a second pass changes nothing.
+// FuzzRenderElasticsearchYML: never a panic; on success the result parses
+// as Elasticsearch reads it with every managed key holding the block's
+// value, the lines outside the block are the input's, and a second pass
+// changes nothing.
 func FuzzRenderElasticsearchYML(f *testing.F) {
 	seed, _ := os.ReadFile("testdata/seed-elasticsearch.yml")
 	auto, _ := os.ReadFile("testdata/es8-autoconfig.yml")
-	for _, s := range []string{string(seed), string(auto), "", "a: 1", "cluster:\n  name: x\n", "x: |\n  cluster.name: y\n", "node.roles:\n- master\n- data\nz: 1\n"} {
+	for _, s := range []string{string(seed), string(auto), "", "a: 1", "cluster:\n  name: x\n", "x: |\n  cluster.name: y\n", "node.roles:\n- master\n- data\nz: 1\n",
+		"cluster.initial_master_nodes: [\n  a,\n  b\n]\n", "  path.data: /d\n", "a: 1\n...\n", "node.roles: [master,\n  data]\n"} {
 		f.Add(s)
 	}
 	s, err := testYMLConfig("8.15.3").settings()
 	if err != nil {
 		f.Fatal(err)
 	}
+	managed := flatYML(&testing.T{}, []byte(strings.Join(renderBlock(s), "\n")+"\n"))
 	f.Fuzz(func(t *testing.T, in string) {
 		if strings.Contains(in, "esnode") || strings.Contains(in, "\r") {
 			t.Skip("markers and CR are the renderer's own vocabulary")
@@ -326,6 +341,12 @@ func FuzzRenderElasticsearchYML(f *testing.F) {
 		out, err := renderElasticsearchYML([]byte(in), s)
 		if err != nil {
 			return
+		}
+		got := flatYML(t, out)
+		for k, v := range managed {
+			if !reflect.DeepEqual(got[k], v) {
+				t.Fatalf("managed %s = %v, want %v in:\n%s", k, got[k], v, out)
+			}
 		}
 		want := in
 		if want != "" && !strings.HasSuffix(want, "\n") {
@@ -339,4 +360,81 @@ func FuzzRenderElasticsearchYML(f *testing.F) {
 			t.Fatalf("second pass: %v\n%s", err, UnifiedDiff("/f", out, again))
 		}
 	})
+}
+
+// TestRenderElasticsearchYMLOnlyWhenInEffect: boot writes a yml only when
+// it parses with every managed key holding the block's value; otherwise it
+// refuses, and Run keeps the last good file.
+func TestRenderElasticsearchYMLOnlyWhenInEffect(t *testing.T) {
+	s, _ := testYMLConfig("8.15.3").settings()
+	// A flow list of an owned key over several lines, closed at column 0:
+	// disabled whole, no stray "]".
+	in := "cluster.initial_master_nodes: [\n  \"a\",\n  \"b\"\n]\npath.data: /d\n"
+	out, err := renderElasticsearchYML([]byte(in), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flat := flatYML(t, out)
+	if flat["path.data"] != "/d" || flat["cluster.name"] != "logs-prod" {
+		t.Errorf("flow list not disabled whole:\n%s", out)
+	}
+	for name, in := range map[string]string{
+		// Indented top-level mapping: the block appended at column 0 breaks it.
+		"indented mapping": "  path.data: /d\n  path.logs: /l\n",
+		// A document end: YAML (and Elasticsearch) ignore the block after it.
+		"document end": "path.data: /d\n...\n",
+		// A second document start hides the block likewise.
+		"document start": "path.data: /d\n---\n",
+		"not a mapping":  "- a\n- b\n",
+	} {
+		out, err := renderElasticsearchYML([]byte(in), s)
+		if err == nil || !strings.Contains(err.Error(), "boot leaves it as it was") {
+			t.Errorf("%s: err = %v, want a refusal; rendered:\n%s", name, err, out)
+		}
+	}
+}
+
+// TestRegionCannotInjectYML: a lying metadata service's region never
+// reaches elasticsearch.yml unquoted.
+func TestRegionCannotInjectYML(t *testing.T) {
+	c := testYMLConfig("8.15.3")
+	c.Region = "eu-west-2\ncluster.name: hijacked\nx"
+	if s, err := c.settings(); err == nil {
+		out, _ := renderElasticsearchYML(nil, s)
+		t.Fatalf("region with a newline accepted:\n%s", out)
+	}
+	md := &Metadata{LocalIPv4: "10.0.1.2", SubnetCIDR: "10.0.1.0/24", VPCCIDRs: []string{"10.0.0.0/16"}, Region: "eu-west-2.evil.example/x"}
+	if err := md.check(); err == nil || !strings.Contains(err.Error(), "not an AWS region name") {
+		t.Errorf("metadata check: %v", err)
+	}
+	md.Region = "us-gov-west-1"
+	if err := md.check(); err != nil {
+		t.Errorf("us-gov-west-1 refused: %v", err)
+	}
+}
+
+// TestBootKeepsLastGoodYML: when the yml boot would write does not hold
+// the managed keys, boot fails and leaves every file as it was.
+func TestBootKeepsLastGoodYML(t *testing.T) {
+	ep := startMock(t, testcloud.IMDSConfig{
+		InstanceID: "i-0feedfacecafe0002", InstanceType: "r6g.large", LocalIPv4: "10.213.20.18",
+		MAC: "0e:11:22:33:44:56", SubnetCIDR: "10.213.20.0/22", VPCCIDR: "10.213.0.0/16",
+		Region: "eu-west-2", AvailabilityZone: "eu-west-2b",
+		Tags: map[string]string{"es_cluster": "logs-prod"},
+	})
+	root := testRoot(t, testSpec(), 16*1024*1024)
+	// A document end: YAML and Elasticsearch stop reading there, so a
+	// block appended after it would never take effect.
+	bad := "path.data: /var/lib/elasticsearch\n...\n"
+	os.WriteFile(filepath.Join(root, ElasticsearchYML), []byte(bad), 0o660)
+	before := snapshot(t, root)
+	var out bytes.Buffer
+	_, err := Run(context.Background(), Options{Root: root, IMDSEndpoint: ep, IMDSTimeout: 30 * time.Second, Out: &out,
+		Runner: &RecordingRunner{}, Firewall: &RecordingFirewall{}})
+	if err == nil || !strings.Contains(err.Error(), "boot leaves it as it was") {
+		t.Fatalf("boot = %v, want the yml refused\n%s", err, out.String())
+	}
+	if after := snapshot(t, root); !reflect.DeepEqual(after, before) {
+		t.Errorf("boot changed files although it refused the yml")
+	}
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // fileChange is one file boot renders. Path is the node path (/etc/...).
@@ -45,12 +47,123 @@ func sha256Hex(b []byte) string {
 // directory and a rename, keeping an existing file's mode and owner; a new
 // file gets newMode, root's uid and (if dirGroup) the directory's group.
 func writeAtomic(path string, data []byte, newMode fs.FileMode, dirGroup bool, dirMode fs.FileMode) error {
+	st, err := stage(path, data, newMode, dirGroup, dirMode)
+	if err != nil {
+		return err
+	}
+	if err := syncFS(st.tmp); err != nil {
+		st.discard()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := st.commit(); err != nil {
+		return err
+	}
+	_ = syncFS(path) // make the rename durable; best effort
+	return nil
+}
+
+// writeAllAtomic replaces several files at once: each goes to a temporary
+// file beside it, one filesystem sync makes all their data durable, then
+// each is renamed into place and one more sync makes the renames durable.
+// Two syncs per filesystem in all instead of two per file; nothing is renamed unless every
+// file was staged. done is called after each rename.
+func writeAllAtomic(files []stagedFile, done func(path string)) error {
+	var staged []*staging
+	discard := func() {
+		for _, st := range staged {
+			st.discard()
+		}
+	}
+	for _, f := range files {
+		st, err := stage(f.Path, f.Data, f.NewMode, f.DirGroup, 0o755)
+		if err != nil {
+			discard()
+			return err
+		}
+		staged = append(staged, st)
+	}
+	if len(staged) == 0 {
+		return nil
+	}
+	if err := syncFilesystems(staged, func(st *staging) string { return st.tmp }); err != nil {
+		discard()
+		return err
+	}
+	for i, st := range staged {
+		if err := st.commit(); err != nil {
+			for _, rest := range staged[i+1:] {
+				rest.discard()
+			}
+			return err
+		}
+		done(st.path)
+	}
+	// Make the renames durable; best effort, as the data already is.
+	_ = syncFilesystems(staged, func(st *staging) string { return st.path })
+	return nil
+}
+
+// syncFilesystems syncs each filesystem the files are on once (CIS images
+// put /var on its own).
+func syncFilesystems(staged []*staging, name func(*staging) string) error {
+	done := map[uint64]bool{}
+	for _, st := range staged {
+		var fi unix.Stat_t
+		if err := unix.Stat(name(st), &fi); err == nil {
+			if done[uint64(fi.Dev)] {
+				continue
+			}
+			done[uint64(fi.Dev)] = true
+		}
+		if err := syncFS(name(st)); err != nil {
+			return fmt.Errorf("write %s: %w", st.path, err)
+		}
+	}
+	return nil
+}
+
+// stagedFile is one file for writeAllAtomic (Path on the host).
+type stagedFile struct {
+	Path     string
+	Data     []byte
+	NewMode  fs.FileMode
+	DirGroup bool
+}
+
+// staging is a file written to its temporary name, not yet renamed.
+type staging struct{ path, tmp string }
+
+func (st *staging) discard() { os.Remove(st.tmp) }
+
+func (st *staging) commit() error {
+	if err := os.Rename(st.tmp, st.path); err != nil {
+		os.Remove(st.tmp)
+		return fmt.Errorf("write %s: %w", st.path, err)
+	}
+	return nil
+}
+
+// syncFS flushes the filesystem that holds path (syncfs(2)): one call for
+// every file written there, where fsync per file and directory cost a
+// journal commit each.
+func syncFS(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
+}
+
+// stage writes data to a temporary file beside path with the mode and
+// owner path should get.
+func stage(path string, data []byte, newMode fs.FileMode, dirGroup bool, dirMode fs.FileMode) (*staging, error) {
 	dir := filepath.Dir(path)
 	if dirMode == 0 {
 		dirMode = 0o755
 	}
 	if err := os.MkdirAll(dir, dirMode); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
+		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
 	mode, uid, gid := newMode, -1, -1
 	if st, err := os.Stat(path); err == nil {
@@ -67,13 +180,13 @@ func writeAtomic(path string, data []byte, newMode fs.FileMode, dirGroup bool, d
 	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".esnode-*")
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
 	name := tmp.Name()
-	fail := func(err error) error {
+	fail := func(err error) (*staging, error) {
 		tmp.Close()
 		os.Remove(name)
-		return fmt.Errorf("write %s: %w", path, err)
+		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
 	if _, err := tmp.Write(data); err != nil {
 		return fail(err)
@@ -87,20 +200,9 @@ func writeAtomic(path string, data []byte, newMode fs.FileMode, dirGroup bool, d
 	if err := tmp.Chmod(mode); err != nil {
 		return fail(err)
 	}
-	if err := tmp.Sync(); err != nil {
-		return fail(err)
-	}
 	if err := tmp.Close(); err != nil {
 		os.Remove(name)
-		return fmt.Errorf("write %s: %w", path, err)
+		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := os.Rename(name, path); err != nil {
-		os.Remove(name)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // make the rename durable; best effort
-		d.Close()
-	}
-	return nil
+	return &staging{path: path, tmp: name}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/esbake/packer-plugin-elasticsearch/spec"
@@ -44,7 +45,50 @@ type Firewall interface {
 }
 
 // SystemFirewall applies rules with iptables-restore / nft through a Runner.
-type SystemFirewall struct{ Runner Runner }
+type SystemFirewall struct {
+	Runner Runner
+	// IPv6 reports whether the kernel has IPv6 (default: /proc/net/if_inet6
+	// exists).
+	IPv6 func() bool
+}
+
+// IPv6 policy, the same on both backends: esnode's sources are IPv4 and
+// Elasticsearch binds the instance's IPv4 address, so on IPv6 the managed
+// ports are closed to everyone and everything else is left to the image
+// (ICMPv6 neighbour discovery, SSH over IPv6, its own ip6tables rules).
+// nftables did this in its inet table by dropping all IPv6 (breaking
+// dual-stack instances); iptables left IPv6 wide open.
+
+// IP6TablesChain renders ip6tables-restore --noflush input for esnode's
+// IPv6 chain: the managed ports dropped, nothing else.
+func IP6TablesChain(rules []Rule) string {
+	var b strings.Builder
+	b.WriteString("*filter\n")
+	b.WriteString(":" + Chain + " - [0:0]\n")
+	for _, p := range managedPorts(rules) {
+		fmt.Fprintf(&b, "-A %s -p tcp -m tcp --dport %d -j DROP\n", Chain, p)
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
+}
+
+// managedPorts are the rules' ports, once each, in order.
+func managedPorts(rules []Rule) []int {
+	var ports []int
+	seen := map[int]bool{}
+	for _, r := range rules {
+		if !seen[r.Port] {
+			seen[r.Port] = true
+			ports = append(ports, r.Port)
+		}
+	}
+	return ports
+}
+
+func hasIPv6() bool {
+	_, err := os.Stat("/proc/net/if_inet6")
+	return err == nil
+}
 
 // Apply replaces only esnode's chain (or table). For iptables the chain is
 // filled first, then jumped to from INPUT, then INPUT's policy set to DROP,
@@ -68,6 +112,23 @@ func (f SystemFirewall) Apply(ctx context.Context, r FirewallRules) error {
 		}
 		if err := run(Command{Name: "iptables", Args: []string{"-P", "INPUT", "DROP"}}); err != nil {
 			return fmt.Errorf("set INPUT policy: %w", err)
+		}
+		ipv6 := f.IPv6
+		if ipv6 == nil {
+			ipv6 = hasIPv6
+		}
+		if !ipv6() {
+			return nil
+		}
+		// IPv6: the managed ports closed, the rest (and the policy) left
+		// to the image; see IP6TablesChain.
+		if err := run(Command{Name: "ip6tables-restore", Args: []string{"--noflush"}, Stdin: []byte(IP6TablesChain(r.Rules))}); err != nil {
+			return fmt.Errorf("apply IPv6 firewall chain %s (the kernel has IPv6; install ip6tables or disable IPv6): %w", r.Chain, err)
+		}
+		if _, err := f.Runner.Run(ctx, Command{Name: "ip6tables", Args: []string{"-C", "INPUT", "-j", r.Chain}}); err != nil {
+			if err := run(Command{Name: "ip6tables", Args: []string{"-I", "INPUT", "1", "-j", r.Chain}}); err != nil {
+				return fmt.Errorf("jump to IPv6 firewall chain %s from INPUT: %w", r.Chain, err)
+			}
 		}
 		return nil
 	case spec.FirewallNFTables:
@@ -289,6 +350,16 @@ func NFTScript(rules []Rule) string {
 	b.WriteString("\t\ttype filter hook input priority 0; policy drop;\n")
 	b.WriteString("\t\tiif \"lo\" accept\n")
 	b.WriteString("\t\tct state established,related accept\n")
+	// IPv6 as on iptables: the managed ports closed, the rest (neighbour
+	// discovery first of all) left to the image's other tables.
+	if ports := managedPorts(rules); len(ports) > 0 {
+		ps := make([]string, len(ports))
+		for i, p := range ports {
+			ps[i] = strconv.Itoa(p)
+		}
+		fmt.Fprintf(&b, "\t\tmeta nfproto ipv6 tcp dport { %s } drop\n", strings.Join(ps, ", "))
+	}
+	b.WriteString("\t\tmeta nfproto ipv6 accept\n")
 	for _, r := range rules {
 		fmt.Fprintf(&b, "\t\tip saddr %s tcp dport %d accept comment %q\n", r.CIDR, r.Port, r.What)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -28,8 +29,10 @@ func TestFirewallRuleSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Rule{
-		{9200, "10.0.1.0/24", "elasticsearch-http"},
-		{9300, "10.0.1.0/24", "elasticsearch-transport"},
+		{9200, "10.0.0.0/16", "elasticsearch-http"},
+		{9200, "10.1.0.0/16", "elasticsearch-http"},
+		{9300, "10.0.0.0/16", "elasticsearch-transport"},
+		{9300, "10.1.0.0/16", "elasticsearch-transport"},
 		{5000, "10.0.1.0/24", "elastichq"},
 		{22, "10.0.0.0/16", "ssh"},
 		{22, "10.1.0.0/16", "ssh"},
@@ -137,6 +140,9 @@ func TestNFT(t *testing.T) {
 		"policy drop;", "iif \"lo\" accept", "ct state established,related accept",
 		"ip saddr 10.0.1.0/24 tcp dport 9200 accept",
 		"ip saddr 10.0.0.0/16 tcp dport 22 accept",
+		// IPv6 as on iptables: managed ports closed, the rest (ICMPv6
+		// neighbour discovery) not dropped by this table.
+		"meta nfproto ipv6 tcp dport { 9200, 9300, 22 } drop\n\t\tmeta nfproto ipv6 accept\n",
 	} {
 		if !strings.Contains(s, l) {
 			t.Errorf("nft script lacks %q:\n%s", l, s)
@@ -187,8 +193,10 @@ func TestDetectBackend(t *testing.T) {
 
 func TestSystemFirewallCommands(t *testing.T) {
 	r := &RecordingRunner{Fail: map[string]error{"iptables -C INPUT -j ESNODE-INPUT": errors.New("no such rule")}}
-	fw := SystemFirewall{Runner: r}
-	rules := FirewallRules{Backend: spec.FirewallIPTables, Chain: Chain, Script: IPTablesChain(testRules)}
+	r.Fail["ip6tables -C INPUT -j ESNODE-INPUT"] = errors.New("no such rule")
+	noIPv6 := func() bool { return false }
+	fw := SystemFirewall{Runner: r, IPv6: func() bool { return true }}
+	rules := FirewallRules{Backend: spec.FirewallIPTables, Chain: Chain, Script: IPTablesChain(testRules), Rules: testRules}
 	if err := fw.Apply(context.Background(), rules); err != nil {
 		t.Fatal(err)
 	}
@@ -196,21 +204,63 @@ func TestSystemFirewallCommands(t *testing.T) {
 	for _, c := range r.Commands {
 		got = append(got, c.String())
 	}
-	want := []string{"iptables-restore --noflush", "iptables -C INPUT -j ESNODE-INPUT", "iptables -I INPUT 1 -j ESNODE-INPUT", "iptables -P INPUT DROP"}
+	want := []string{"iptables-restore --noflush", "iptables -C INPUT -j ESNODE-INPUT", "iptables -I INPUT 1 -j ESNODE-INPUT", "iptables -P INPUT DROP",
+		"ip6tables-restore --noflush", "ip6tables -C INPUT -j ESNODE-INPUT", "ip6tables -I INPUT 1 -j ESNODE-INPUT"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("commands %q, want %q", got, want)
+	}
+	if v6 := string(r.Commands[4].Stdin); v6 != IP6TablesChain(testRules) || !strings.Contains(v6, "--dport 9200 -j DROP") || strings.Contains(v6, "ACCEPT") {
+		t.Errorf("ip6tables chain:\n%s", v6)
+	}
+	// Without IPv6 in the kernel, no ip6tables.
+	r3 := &RecordingRunner{}
+	if err := (SystemFirewall{Runner: r3, IPv6: noIPv6}).Apply(context.Background(), rules); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range r3.Commands {
+		if strings.HasPrefix(c.Name, "ip6tables") {
+			t.Errorf("ran %s without IPv6", c)
+		}
 	}
 	if string(r.Commands[0].Stdin) != rules.Script {
 		t.Error("iptables-restore did not get the chain on stdin")
 	}
 	// Jump already there: no second jump.
 	r2 := &RecordingRunner{}
-	if err := (SystemFirewall{Runner: r2}).Apply(context.Background(), rules); err != nil {
+	if err := (SystemFirewall{Runner: r2, IPv6: noIPv6}).Apply(context.Background(), rules); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range r2.Commands {
 		if c.String() == "iptables -I INPUT 1 -j ESNODE-INPUT" {
 			t.Error("jump inserted although it exists")
 		}
+	}
+}
+
+// The script loads into the real nft, twice (a boot replaces the table it
+// made before), in a fresh network namespace so the host is untouched.
+func TestNFTScriptLoadsInRealNFT(t *testing.T) {
+	nft, err := exec.LookPath("nft")
+	if err != nil {
+		t.Skip("nft not installed (make deps installs nftables)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace")
+	}
+	script := filepath.Join(t.TempDir(), "esnode.nft")
+	if err := os.WriteFile(script, []byte(NFTScript(testRules)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("unshare", "-n", "sh", "-c", `"$0" -f "$1" && "$0" -f "$1" && "$0" list ruleset`, nft, script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft rejected the script: %v\n%s\n%s", err, out, NFTScript(testRules))
+	}
+	for _, want := range []string{"table inet esnode", "policy drop;", "ip saddr 10.0.1.0/24 tcp dport 9200 accept", "meta nfproto ipv6 accept"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("loaded ruleset lacks %q:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(string(out), "table inet esnode"); n != 1 {
+		t.Errorf("%d esnode tables after two loads, want 1:\n%s", n, out)
 	}
 }

@@ -42,8 +42,9 @@ func HeapMB(memTotalBytes uint64, h spec.Heap, overridePercent, overrideMB int) 
 		return HeapPlan{}, fmt.Errorf("MemTotal is %d bytes; cannot size the heap", memTotalBytes)
 	}
 	if overrideMB > 0 {
-		if overrideMB >= memMB {
-			return HeapPlan{}, fmt.Errorf("heap_mb %d does not fit in the instance's %d MiB of memory; lower heap_mb or use heap_percent", overrideMB, memMB)
+		// The same cap as heap_percent: the rest is the file cache.
+		if overrideMB*100 > memMB*spec.MaxHeapPercent {
+			return HeapPlan{}, fmt.Errorf("heap_mb %d is over %d%% of the instance's %d MiB of memory; Elasticsearch needs the rest for the file cache: use at most heap_mb %d, heap_percent, or a larger instance", overrideMB, spec.MaxHeapPercent, memMB, memMB*spec.MaxHeapPercent/100)
 		}
 		return HeapPlan{MB: overrideMB, MemTotalM: memMB, Rule: "userdata heap_mb"}, nil
 	}

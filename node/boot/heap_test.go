@@ -33,7 +33,10 @@ func TestHeapMB(t *testing.T) {
 		{"spec percent", 16 * gib, spec.Heap{Percent: 25, MinMB: 1024, MaxMB: 31744}, 0, 0, 4096, ""},
 		{"spec max", 16 * gib, spec.Heap{Percent: 50, MinMB: 1024, MaxMB: 6000}, 0, 0, 6000, ""},
 		{"mb override", 8 * gib, defaultHeap(), 0, 3000, 3000, ""},
-		{"mb override too big", 4 * gib, defaultHeap(), 0, 4096, 0, "does not fit"},
+		{"mb override too big", 4 * gib, defaultHeap(), 0, 4096, 0, "over 75%"},
+		// heap_mb keeps heap_percent's 75 % cap: 7000 of 8192 MiB is 85 %.
+		{"mb override over the percent cap", 8 * gib, defaultHeap(), 0, 7000, 0, "use at most heap_mb 6144"},
+		{"mb override at the cap", 8 * gib, defaultHeap(), 0, 6144, 6144, ""},
 		{"unset max still below oops", 256 * gib, spec.Heap{Percent: 50, MinMB: 1024}, 0, 0, 31744, ""},
 		{"no memory", 0, defaultHeap(), 0, 0, 0, "cannot size"},
 	}

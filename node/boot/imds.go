@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -92,38 +94,48 @@ func newMetadataReader(endpoint string, timeout time.Duration) *metadataReader {
 }
 
 // fetch reads everything boot needs, retrying until the overall deadline.
+// Reads that need no other answer go out at once, then those that need the
+// MAC or the tag keys: two round trips' worth of waiting instead of one per
+// item. Errors are reported in the order the items were always read, so the
+// first missing item named is the same whatever answers first.
 func (r *metadataReader) fetch(ctx context.Context) (*Metadata, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	md := &Metadata{Tags: map[string]string{}}
-	var err error
-	get := func(path string, dst *string) {
-		if err != nil {
-			return
+
+	var ud []byte
+	var udErr error
+	udDone := make(chan struct{})
+	go func() {
+		defer close(udDone)
+		ud, udErr = r.userData(ctx)
+	}()
+	first := r.getAll(ctx, []string{"instance-id", "instance-type", "local-ipv4", "mac",
+		"placement/availability-zone", "placement/region", "tags/instance"})
+	required := []*string{&md.InstanceID, &md.InstanceType, &md.LocalIPv4, &md.MAC, &md.AvailabilityZone}
+	for i, dst := range required {
+		if err := first[i].err; err != nil {
+			return nil, r.wrap(missing(first[i].path, err))
 		}
-		var s string
-		s, err = r.get(ctx, path)
-		if err == nil {
-			*dst = strings.TrimSpace(s)
-		}
-		if errors.Is(err, errNotFound) {
-			err = fmt.Errorf("instance metadata has no %s: %w", path, err)
-		}
+		*dst = strings.TrimSpace(first[i].s)
 	}
-	get("instance-id", &md.InstanceID)
-	get("instance-type", &md.InstanceType)
-	get("local-ipv4", &md.LocalIPv4)
-	get("mac", &md.MAC)
-	get("placement/availability-zone", &md.AvailabilityZone)
-	if err != nil {
-		return nil, r.wrap(err)
-	}
+	region, tags := first[5], first[6]
+
 	macPath := "network/interfaces/macs/" + md.MAC + "/"
-	get(macPath+"subnet-ipv4-cidr-block", &md.SubnetCIDR)
-	if err != nil {
-		return nil, r.wrap(err)
+	second := []string{macPath + "subnet-ipv4-cidr-block", macPath + "vpc-ipv4-cidr-blocks"}
+	var tagKeys []string
+	if tags.err == nil {
+		tagKeys = strings.Fields(tags.s)
+		for _, k := range tagKeys {
+			second = append(second, "tags/instance/"+k)
+		}
 	}
-	blocks, e := r.get(ctx, macPath+"vpc-ipv4-cidr-blocks")
+	got := r.getAll(ctx, second)
+	if err := got[0].err; err != nil {
+		return nil, r.wrap(missing(got[0].path, err))
+	}
+	md.SubnetCIDR = strings.TrimSpace(got[0].s)
+	blocks, e := got[1].s, got[1].err
 	if errors.Is(e, errNotFound) {
 		blocks, e = r.get(ctx, macPath+"vpc-ipv4-cidr-block")
 	}
@@ -131,40 +143,68 @@ func (r *metadataReader) fetch(ctx context.Context) (*Metadata, error) {
 		return nil, r.wrap(fmt.Errorf("read the VPC CIDR: %w", e))
 	}
 	md.VPCCIDRs = strings.Fields(blocks)
-	region, e := r.get(ctx, "placement/region")
 	switch {
-	case e == nil:
-		md.Region = strings.TrimSpace(region)
-	case errors.Is(e, errNotFound):
+	case region.err == nil:
+		md.Region = strings.TrimSpace(region.s)
+	case errors.Is(region.err, errNotFound):
 		md.Region = regionFromAZ(md.AvailabilityZone)
 	default:
-		return nil, r.wrap(e)
+		return nil, r.wrap(region.err)
 	}
-	keys, e := r.get(ctx, "tags/instance")
 	switch {
-	case e == nil:
+	case tags.err == nil:
 		md.TagsEnabled = true
-		for _, k := range strings.Fields(keys) {
-			v, e := r.get(ctx, "tags/instance/"+k)
-			if e != nil && !errors.Is(e, errNotFound) {
-				return nil, r.wrap(e)
+		for i, k := range tagKeys {
+			v := got[2+i]
+			if v.err != nil && !errors.Is(v.err, errNotFound) {
+				return nil, r.wrap(v.err)
 			}
-			md.Tags[k] = v
+			md.Tags[k] = v.s
 		}
-	case errors.Is(e, errNotFound):
+	case errors.Is(tags.err, errNotFound):
 		// Instance tags in metadata are off; the spec's defaults apply.
 	default:
-		return nil, r.wrap(e)
+		return nil, r.wrap(tags.err)
 	}
-	ud, e := r.userData(ctx)
-	if e != nil && !errors.Is(e, errNotFound) {
-		return nil, r.wrap(e)
+	<-udDone
+	if udErr != nil && !errors.Is(udErr, errNotFound) {
+		return nil, r.wrap(udErr)
 	}
 	md.UserData = ud
 	if err := md.check(); err != nil {
 		return nil, err
 	}
 	return md, nil
+}
+
+// missing names the item a 404 was for.
+func missing(path string, err error) error {
+	if errors.Is(err, errNotFound) {
+		return fmt.Errorf("instance metadata has no %s: %w", path, err)
+	}
+	return err
+}
+
+// answer is one metadata read.
+type answer struct {
+	path, s string
+	err     error
+}
+
+// getAll reads paths concurrently; answers come back in the order asked.
+func (r *metadataReader) getAll(ctx context.Context, paths []string) []answer {
+	out := make([]answer, len(paths))
+	var wg sync.WaitGroup
+	for i, p := range paths {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := r.get(ctx, p)
+			out[i] = answer{path: p, s: s, err: err}
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 func (md *Metadata) check() error {
@@ -185,8 +225,17 @@ func (md *Metadata) check() error {
 	if md.Region == "" {
 		return fmt.Errorf("instance metadata gives no region (availability zone %q)", md.AvailabilityZone)
 	}
+	// The region ends up in elasticsearch.yml (the EC2 endpoint) and in
+	// API hosts: a metadata service that lies must not inject anything.
+	if !regionName.MatchString(md.Region) {
+		return fmt.Errorf("instance metadata region %q is not an AWS region name (such as eu-west-2); is the metadata endpoint the instance's own?", md.Region)
+	}
 	return nil
 }
+
+// regionName is an AWS region: eu-west-2, us-gov-west-1, cn-north-1,
+// us-isob-east-1.
+var regionName = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
 
 func (r *metadataReader) wrap(err error) error {
 	if errors.Is(err, errIMDSv1Only) {

@@ -3,9 +3,9 @@ package boot
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 )
 
@@ -26,13 +26,9 @@ type SSMParams struct{ client *ssm.Client }
 // imdsEndpoint points the instance-profile credential provider at the same
 // metadata service boot reads.
 func NewSSMParams(ctx context.Context, region, endpoint, imdsEndpoint string) (*SSMParams, error) {
-	opts := []func(*config.LoadOptions) error{config.WithRegion(region)}
-	if imdsEndpoint != "" {
-		opts = append(opts, config.WithEC2IMDSEndpoint(imdsEndpoint))
-	}
-	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	cfg, err := NodeAWSConfig(ctx, region, imdsEndpoint, "Parameter Store")
 	if err != nil {
-		return nil, fmt.Errorf("load AWS configuration for Parameter Store: %w", err)
+		return nil, err
 	}
 	c := ssm.NewFromConfig(cfg, func(o *ssm.Options) {
 		if endpoint != "" {
@@ -62,4 +58,68 @@ func keystoreAdd(setting, value string) Command {
 		Env:   []string{"ES_PATH_CONF=/etc/elasticsearch"},
 		Stdin: []byte(value),
 	}
+}
+
+// discoveryKeystoreKeys are the secure settings boot puts in the keystore
+// when userdata names the discovery keys' SSM parameters.
+var discoveryKeystoreKeys = []string{"discovery.ec2.access_key", "discovery.ec2.secret_key"}
+
+// keystoreKeysFor lists the secure settings this boot manages.
+func keystoreKeysFor(ud *Userdata) []string {
+	if ud != nil && ud.DiscoveryAccessKeyParam != "" {
+		return append([]string(nil), discoveryKeystoreKeys...)
+	}
+	return nil
+}
+
+// staleKeystoreKeys are the keys an earlier boot put in the keystore that
+// this boot no longer manages: once userdata stops naming the SSM
+// parameters (a move to the instance profile), the old long-lived keys
+// must go, or discovery keeps using them. Only keys esnode recorded as
+// its own are listed; a key added by hand is never one. A state written
+// before keystore_keys existed counts the keys its userdata named.
+func staleKeystoreKeys(prev *State, want []string) []string {
+	if prev == nil {
+		return nil
+	}
+	had := prev.KeystoreKeys
+	if had == nil {
+		had = keystoreKeysFor(prev.Userdata)
+	}
+	keep := map[string]bool{}
+	for _, k := range want {
+		keep[k] = true
+	}
+	var out []string
+	for _, k := range had {
+		if !keep[k] {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// keystoreList lists the keystore's settings, one a line.
+func keystoreList() Command {
+	return Command{Name: KeystoreTool, Args: []string{"list"}, Env: []string{"ES_PATH_CONF=/etc/elasticsearch"}}
+}
+
+// keystoreRemoveCommand removes the stale keys the keystore still holds
+// (list is its output); nil when none is there (a user may have removed
+// them already, and remove fails on a missing setting).
+func keystoreRemoveCommand(stale []string, list []byte) *Command {
+	present := map[string]bool{}
+	for _, l := range strings.Split(string(list), "\n") {
+		present[strings.TrimSpace(l)] = true
+	}
+	var rm []string
+	for _, k := range stale {
+		if present[k] {
+			rm = append(rm, k)
+		}
+	}
+	if len(rm) == 0 {
+		return nil
+	}
+	return &Command{Name: KeystoreTool, Args: append([]string{"remove"}, rm...), Env: []string{"ES_PATH_CONF=/etc/elasticsearch"}}
 }

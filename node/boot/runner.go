@@ -48,6 +48,8 @@ type RecordingRunner struct {
 	mu       sync.Mutex
 	Commands []Command
 	Fail     map[string]error
+	// Output is what a command (matched by its String) prints.
+	Output map[string][]byte
 }
 
 // Run records c.
@@ -58,5 +60,5 @@ func (r *RecordingRunner) Run(_ context.Context, c Command) ([]byte, error) {
 	if err := r.Fail[c.String()]; err != nil {
 		return []byte("stand-in failure"), err
 	}
-	return nil, nil
+	return r.Output[c.String()], nil
 }

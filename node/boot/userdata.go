@@ -38,6 +38,9 @@ type Userdata struct {
 	DiscoverySecretKeyParam string   `json:"discovery_secret_key_param,omitempty"`
 	// InitialMasterNodes is non-nil only when userdata names the key.
 	InitialMasterNodes []string `json:"initial_master_nodes,omitempty"`
+	// Security holds the security_<field> keys: references (names or
+	// ARNs), never the secrets themselves.
+	Security spec.Security `json:"security,omitzero"`
 }
 
 // KnownUserdataKeys lists every key userdata may set.
@@ -50,6 +53,11 @@ var KnownUserdataKeys = []string{
 	"discovery_access_key_param",
 	"discovery_secret_key_param",
 	"initial_master_nodes",
+	"security_transport_key", "security_transport_certificate", "security_transport_ca",
+	"security_transport_pkcs12", "security_transport_pkcs12_password",
+	"security_http_key", "security_http_certificate", "security_http_ca",
+	"security_http_pkcs12", "security_http_pkcs12_password",
+	"security_elastic_password",
 }
 
 const userdataHelp = "esnode reads empty userdata, key=value lines, a YAML mapping, or #cloud-config with an esnode: mapping (see `esnode boot` docs)"
@@ -341,6 +349,9 @@ func (u *Userdata) apply(vals map[string]rawValue, order []string) error {
 				bad("node_roles", rv, "%q is not an Elasticsearch node role (%s)", r, strings.Join(sortedKeys(knownRoles), ", "))
 			}
 		}
+		if err := spec.CheckRoles(roles); err != nil {
+			bad("node_roles", rv, "%v", err)
+		}
 		u.NodeRoles = roles
 	}
 	if v, rv, ok := scalar("heap_percent"); ok {
@@ -352,8 +363,8 @@ func (u *Userdata) apply(vals map[string]rawValue, order []string) error {
 	}
 	if v, rv, ok := scalar("heap_mb"); ok {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 256 || n >= spec.CompressedOopsMB {
-			bad("heap_mb", rv, "%q is not a heap size in MiB from 256 to %d (below the compressed-oops threshold)", v, spec.CompressedOopsMB-1)
+		if err != nil || n < 256 || n > spec.DefaultHeapMaxMB {
+			bad("heap_mb", rv, "%q is not a heap size in MiB from 256 to %d (the JVM stops compressing object pointers near 32 GiB)", v, spec.DefaultHeapMaxMB)
 		}
 		u.HeapMB = n
 	}
@@ -363,8 +374,8 @@ func (u *Userdata) apply(vals map[string]rawValue, order []string) error {
 		}
 	}
 	if v, rv, ok := scalar("cors_allow_origin"); ok {
-		if spec.MatchesEverything(v) {
-			bad("cors_allow_origin", rv, "%q lets every web origin call the cluster; list the origins that need it, such as https://app.example.com", v)
+		if err := spec.CheckCORSOrigin(v); err != nil {
+			bad("cors_allow_origin", rv, "%s", err)
 		}
 		u.CORSAllowOrigin = v
 	}
@@ -389,7 +400,18 @@ func (u *Userdata) apply(vals map[string]rawValue, order []string) error {
 		if len(nodes) == 0 {
 			bad("initial_master_nodes", rv, "is empty; list the master-eligible node names (instance ids) or remove the key")
 		}
+		if d := spec.Duplicates(nodes); len(d) > 0 {
+			bad("initial_master_nodes", rv, "lists %s more than once; Elasticsearch refuses duplicate entries: list each node once", strings.Join(d, ", "))
+		}
 		u.InitialMasterNodes = nodes
+	}
+	for _, f := range spec.SecurityFields {
+		if v, rv, ok := scalar("security_" + f); ok {
+			if _, err := spec.ParseSecretRef(v, ""); err != nil {
+				bad("security_"+f, rv, "%v", err)
+			}
+			*u.Security.Field(f) = v
+		}
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("userdata is invalid:\n  %s", strings.Join(problems, "\n  "))

@@ -40,6 +40,9 @@ var sha512Hex = regexp.MustCompile(`^[0-9a-fA-F]{128}$`)
 // fetcher downloads artifacts and their checksum files.
 type fetcher struct {
 	client *http.Client
+	// allowHTTP lets checksum files come over plain http:// (the spec's
+	// allow_insecure_http).
+	allowHTTP bool
 	// retryDelay is the pause before retrying a transient failure.
 	retryDelay time.Duration
 }
@@ -57,6 +60,11 @@ func (f *fetcher) expectedSum(ctx context.Context, a spec.Artifact) (string, err
 			return "", fmt.Errorf("artifact %s: sha512 %q is neither 128 hex digits nor file:<url>", a.Name, sum)
 		}
 		return strings.ToLower(sum), nil
+	}
+	// The artifact may come over http (it is checked against this sum);
+	// the sum itself must not, or one on-path change swaps both.
+	if spec.InsecureChecksum(sum) && !f.allowHTTP {
+		return "", fmt.Errorf("artifact %s: its checksum file %s is plain http://, so whoever can change the traffic can swap the package and its checksum together; use https://, put the SHA-512 in the spec, or set allow_insecure_http = true", a.Name, ref)
 	}
 	var buf bytes.Buffer
 	err := f.retry(ctx, func() error {
@@ -198,8 +206,12 @@ func (f *fetcher) open(ctx context.Context, raw string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, permanent(fmt.Errorf("request %s: %w", raw, err))
 	}
-	resp, err := f.client.Do(req)
+	resp, err := f.noDowngrade().Do(req)
 	if err != nil {
+		var de downgradeError
+		if errors.As(err, &de) {
+			return nil, permanent(err)
+		}
 		return nil, fmt.Errorf("GET %s: %w", raw, err)
 	}
 	if resp.StatusCode != http.StatusOK {
@@ -239,4 +251,33 @@ func (f *fetcher) retry(ctx context.Context, fn func() error) error {
 		}
 	}
 	return err
+}
+
+// downgradeError is a redirect from https:// to http://.
+type downgradeError struct{ from, to string }
+
+func (e downgradeError) Error() string {
+	return fmt.Sprintf("%s redirects to plain http (%s); esnode never follows https to http: fix the server or the URL", e.from, e.to)
+}
+
+// noDowngrade is the fetcher's client refusing redirects from https to
+// http (and keeping the client's own redirect policy otherwise).
+func (f *fetcher) noDowngrade() *http.Client {
+	c := *f.client
+	inner := f.client.CheckRedirect
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		for _, v := range via {
+			if v.URL.Scheme == "https" && req.URL.Scheme != "https" {
+				return downgradeError{from: via[0].URL.String(), to: req.URL.String()}
+			}
+		}
+		if inner != nil {
+			return inner(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &c
 }

@@ -3,13 +3,18 @@ package install
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/esbake/packer-plugin-elasticsearch/spec"
 )
 
 func TestParseChecksumFile(t *testing.T) {
@@ -136,4 +141,59 @@ type blockingRunner struct{}
 func (blockingRunner) Run(ctx context.Context, _ Command) ([]byte, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()
+}
+
+// TestChecksumOverPlainHTTPRefused: an on-path attacker could swap a
+// package and its checksum file together when the checksum comes over
+// http://; only allow_insecure_http lets it. The package itself may come
+// over http (a mirror): it is checked against a sum that did not.
+func TestChecksumOverPlainHTTPRefused(t *testing.T) {
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(strings.Repeat("ab", 64) + "  x.deb\n"))
+	}))
+	defer plain.Close()
+	a := spec.Artifact{Name: "elasticsearch", URL: plain.URL + "/x.deb", FileName: "x.deb", SHA512: "file:" + plain.URL + "/x.deb.sha512"}
+	f := &fetcher{client: plain.Client()}
+	if _, err := f.expectedSum(context.Background(), a); err == nil || !strings.Contains(err.Error(), "allow_insecure_http") {
+		t.Fatalf("checksum over http: err = %v, want a refusal naming allow_insecure_http", err)
+	}
+	f.allowHTTP = true
+	if got, err := f.expectedSum(context.Background(), a); err != nil || got != strings.Repeat("ab", 64) {
+		t.Fatalf("with allow_insecure_http: %q, %v", got, err)
+	}
+	// The spec says so before any bake.
+	n := spec.Node{Elasticsearch: spec.Elasticsearch{Version: "8.15.3", SHA512: a.SHA512}}
+	n.SetDefaults()
+	if err := n.Validate(); err == nil || !strings.Contains(err.Error(), "elasticsearch.sha512: reads its checksum over plain http://") {
+		t.Errorf("spec: %v", err)
+	}
+	n.AllowInsecureHTTP = true
+	if err := n.Validate(); err != nil {
+		t.Errorf("spec with allow_insecure_http: %v", err)
+	}
+}
+
+// TestRedirectToPlainHTTPRefused: https never redirects esnode to http.
+func TestRedirectToPlainHTTPRefused(t *testing.T) {
+	var plainHits atomic.Int32
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		plainHits.Add(1)
+		w.Write([]byte("swapped package"))
+	}))
+	defer plain.Close()
+	tlsSrv := httptest.NewTLSServer(http.RedirectHandler(plain.URL+"/x.deb", http.StatusFound))
+	defer tlsSrv.Close()
+	f := &fetcher{client: tlsSrv.Client(), allowHTTP: true}
+	body, err := f.open(context.Background(), tlsSrv.URL+"/x.deb")
+	if err == nil {
+		body.Close()
+		t.Fatal("https -> http redirect followed")
+	}
+	var p permanentError
+	if !strings.Contains(err.Error(), "never follows https to http") || !errors.As(err, &p) {
+		t.Errorf("err = %v, want a permanent downgrade refusal", err)
+	}
+	if plainHits.Load() != 0 {
+		t.Error("the plain-http server was asked")
+	}
 }

@@ -27,8 +27,8 @@ func sum512(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-// artifactServer serves stand-in artifacts over HTTP and records the paths
-// asked for.
+// artifactServer serves stand-in artifacts over HTTPS (its Client trusts
+// it) and records the paths asked for.
 type artifactServer struct {
 	*httptest.Server
 	mu    sync.Mutex
@@ -38,7 +38,7 @@ type artifactServer struct {
 
 func newArtifactServer(t *testing.T) *artifactServer {
 	s := &artifactServer{files: map[string][]byte{}}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.Server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.asked = append(s.asked, r.URL.Path)
 		b, ok := s.files[r.URL.Path]
@@ -90,6 +90,10 @@ type tarEntry struct {
 	dir              bool
 }
 
+// hashedRequirements pins its one requirement by hash (a stand-in hash:
+// the fake pip installs nothing).
+const hashedRequirements = "# stand-in requirements\nFlask==1.0.2 \\\n    --hash=sha256:2271c0070dbcb5275fad4a82e29f23ab92682dc45f9dfbc22c02ba9b9322ce48\n"
+
 // standinHQTarball is a stand-in ElasticHQ release tarball.
 func standinHQTarball(t *testing.T, entries ...tarEntry) []byte {
 	t.Helper()
@@ -97,7 +101,7 @@ func standinHQTarball(t *testing.T, entries ...tarEntry) []byte {
 		entries = []tarEntry{
 			{name: "elasticsearch-HQ-3.5.12/", dir: true},
 			{name: "elasticsearch-HQ-3.5.12/application.py", body: "# stand-in, not the real ElasticHQ\n", mode: 0o755},
-			{name: "elasticsearch-HQ-3.5.12/requirements.txt", body: "# stand-in requirements\nFlask==1.0.2\n", mode: 0o600},
+			{name: "elasticsearch-HQ-3.5.12/requirements.txt", body: hashedRequirements, mode: 0o600},
 			{name: "elasticsearch-HQ-3.5.12/elastichq/__init__.py", body: "", mode: 0o666},
 		}
 	}
@@ -134,6 +138,12 @@ type fakeSystem struct {
 	mu        sync.Mutex
 	debs      map[string]debInfo // file name -> fields
 	installed map[string]string
+	// postinst, when set, runs after the elasticsearch package is
+	// "installed" (the real package's maintainer script).
+	postinst func()
+	// keystoreTool is the stand-in elasticsearch-keystore the fake runs
+	// for KeystoreTool; unset, the command is only recorded.
+	keystoreTool string
 }
 
 func newFakeSystem(t *testing.T, root string) *fakeSystem {
@@ -183,6 +193,9 @@ func (f *fakeSystem) installDeb(file string) {
 		return
 	}
 	f.installed[d.Package] = d.Version
+	if d.Package == "elasticsearch" && f.postinst != nil {
+		f.postinst()
+	}
 	if d.Package == "elasticsearch" {
 		f.write("/usr/lib/systemd/system/elasticsearch.service", "[Unit]\nDescription=stand-in\n[Service]\nUser=elasticsearch\n[Install]\nWantedBy=multi-user.target\n", 0o644)
 	}
@@ -238,6 +251,16 @@ func (f *fakeSystem) respond(c Command) ([]byte, error) {
 			}
 			f.write(path.Join(ESPluginsDir, d.Name, "plugin-descriptor.properties"), "name="+d.Name+"\nelasticsearch.version="+d.ElasticsearchVersion+"\n", 0o644)
 		}
+	case KeystoreTool:
+		// The stand-in keystore tool, on the target's config dir.
+		if _, err := os.Stat(f.host(ESConfigDir)); err != nil || f.keystoreTool == "" {
+			return nil, nil
+		}
+		cmd := exec.Command(f.keystoreTool, c.Args...)
+		cmd.Env = append(os.Environ(), "ES_PATH_CONF="+f.host(ESConfigDir))
+		cmd.Stdin = bytes.NewReader(c.Stdin)
+		out, err := cmd.CombinedOutput()
+		return out, err
 	case "useradd":
 		name := c.Args[len(c.Args)-1]
 		b, _ := os.ReadFile(f.host("/etc/passwd"))
@@ -302,6 +325,7 @@ func newFixture(t *testing.T, esVersion string, hq, cw bool) *fixture {
 	fx.sys.debs[esFile] = debInfo{"elasticsearch", esVersion}
 	n := &spec.Node{}
 	n.Elasticsearch.Version = esVersion
+	n.Cluster.MasterNodes = 3
 	n.Elasticsearch.URL = fx.srv.put("/es/"+esFile, esDeb)
 	n.Elasticsearch.SHA512 = sum512(esDeb)
 	zipFile := "discovery-ec2-" + esVersion + ".zip"

@@ -65,8 +65,13 @@ func checkHQTarball(tarball, scratch string) error {
 }
 
 // extractTarball unpacks an ElasticHQ release into hostDir without its top
-// directory. Every entry is checked: no absolute paths, no "..", no links
-// out of the release, no hard links, devices or fifos; application.py must be there.
+// directory. Every entry is checked: no absolute paths, no "..", no entry
+// under a symbolic link of the release, no link whose target leaves the
+// release (followed through the release's other links), no hard links,
+// devices or fifos; application.py must be there. Every write goes through
+// an os.Root on hostDir, so even a check this code missed cannot write
+// outside the tree: a tarball is untrusted until it has been checked, and
+// the check itself extracts it.
 func extractTarball(tarball, hostDir string) error {
 	fh, err := os.Open(tarball)
 	if err != nil {
@@ -77,42 +82,61 @@ func extractTarball(tarball, hostDir string) error {
 	if err != nil {
 		return fmt.Errorf("ElasticHQ tarball %s is not gzip: %w", filepath.Base(tarball), err)
 	}
-	tr := tar.NewReader(gz)
+	return extractTar(gz, hostDir, filepath.Base(tarball))
+}
+
+// extractTar is extractTarball on the uncompressed stream; name is the
+// tarball's, for messages.
+func extractTar(r io.Reader, hostDir, name string) error {
+	root, err := os.OpenRoot(hostDir)
+	if err != nil {
+		return fmt.Errorf("extract ElasticHQ: %w", err)
+	}
+	defer root.Close()
+	tr := tar.NewReader(r)
 	files := 0
+	links := map[string]bool{} // symbolic links extracted so far, by release path
+	var linkOrder []string
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("ElasticHQ tarball %s: %w", filepath.Base(tarball), err)
+			return fmt.Errorf("ElasticHQ tarball %s: %w", name, err)
 		}
 		if h.Typeflag == tar.TypeXGlobalHeader {
 			continue
 		}
-		if strings.HasPrefix(h.Name, "/") || strings.Contains("/"+h.Name+"/", "/../") {
+		if strings.HasPrefix(h.Name, "/") || strings.Contains("/"+h.Name+"/", "/../") || strings.ContainsRune(h.Name, 0) {
 			return fmt.Errorf("ElasticHQ tarball entry %q escapes its directory; refusing the tarball", h.Name)
 		}
-		name := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
-		_, rel, ok := strings.Cut(name, "/")
+		clean := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
+		_, rel, ok := strings.Cut(clean, "/")
 		if !ok || rel == "" {
 			continue // the top directory itself
 		}
-		target := filepath.Join(hostDir, filepath.FromSlash(rel))
+		// A link inside the release may point at ".", so a path through it
+		// is not the path it spells: refuse every entry below a link.
+		for dir := path.Dir(rel); dir != "."; dir = path.Dir(dir) {
+			if links[dir] {
+				return fmt.Errorf("ElasticHQ tarball entry %q lies under the symbolic link %q of the release; refusing the tarball", h.Name, dir)
+			}
+		}
 		switch h.Typeflag {
 		case tar.TypeDir:
-			if err := os.MkdirAll(target, 0o755); err != nil {
-				return fmt.Errorf("extract ElasticHQ: %w", err)
+			if err := root.MkdirAll(rel, 0o755); err != nil {
+				return fmt.Errorf("extract ElasticHQ %s: %w", rel, err)
 			}
 		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-				return fmt.Errorf("extract ElasticHQ: %w", err)
+			if err := root.MkdirAll(path.Dir(rel), 0o755); err != nil {
+				return fmt.Errorf("extract ElasticHQ %s: %w", rel, err)
 			}
 			mode := fs.FileMode(0o644)
 			if h.Mode&0o100 != 0 {
 				mode = 0o755
 			}
-			out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+			out, err := root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 			if err != nil {
 				return fmt.Errorf("extract ElasticHQ %s: %w", rel, err)
 			}
@@ -125,26 +149,37 @@ func extractTarball(tarball, hostDir string) error {
 			}
 			files++
 		case tar.TypeSymlink:
-			// Only links that stay inside the release.
+			// Only relative links that stay inside the release, spelled out;
+			// links through other links are checked once all exist, below.
 			dest := path.Clean(path.Join(path.Dir(rel), h.Linkname))
-			if path.IsAbs(h.Linkname) || dest == ".." || strings.HasPrefix(dest, "../") {
+			if h.Linkname == "" || path.IsAbs(h.Linkname) || dest == ".." || strings.HasPrefix(dest, "../") || strings.ContainsRune(h.Linkname, 0) {
 				return fmt.Errorf("ElasticHQ tarball entry %q links outside the release (to %q); refusing the tarball", h.Name, h.Linkname)
 			}
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-				return fmt.Errorf("extract ElasticHQ: %w", err)
-			}
-			if err := os.Symlink(h.Linkname, target); err != nil {
+			if err := root.MkdirAll(path.Dir(rel), 0o755); err != nil {
 				return fmt.Errorf("extract ElasticHQ %s: %w", rel, err)
 			}
+			if err := root.Symlink(h.Linkname, rel); err != nil {
+				return fmt.Errorf("extract ElasticHQ %s: %w", rel, err)
+			}
+			links[rel] = true
+			linkOrder = append(linkOrder, rel)
 		default:
 			return fmt.Errorf("ElasticHQ tarball entry %q is a hard link or special file (type %q); esnode extracts only files and directories", h.Name, h.Typeflag)
 		}
 	}
-	if files == 0 {
-		return fmt.Errorf("ElasticHQ tarball %s holds no files", filepath.Base(tarball))
+	// A link's target may go through other links (a -> ".", b -> "a/a/../.."):
+	// resolve each inside the root, which refuses any escape. A dangling link
+	// stays allowed; nothing is written after this point.
+	for _, l := range linkOrder {
+		if _, err := root.Stat(l); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("ElasticHQ tarball link %q resolves outside the release (%v); refusing the tarball", l, err)
+		}
 	}
-	if _, err := os.Stat(filepath.Join(hostDir, "application.py")); err != nil {
-		return fmt.Errorf("ElasticHQ tarball %s has no application.py under its top directory; is it an ElasticHQ release?", filepath.Base(tarball))
+	if files == 0 {
+		return fmt.Errorf("ElasticHQ tarball %s holds no files", name)
+	}
+	if st, err := root.Lstat("application.py"); err != nil || !st.Mode().IsRegular() {
+		return fmt.Errorf("ElasticHQ tarball %s has no application.py under its top directory; is it an ElasticHQ release?", name)
 	}
 	return nil
 }
@@ -201,4 +236,41 @@ func hasRequirements(data []byte) bool {
 		}
 	}
 	return false
+}
+
+// unhashedRequirement returns the first requirement (its logical line,
+// continuations joined) that pins no --hash, or "" when every one does.
+// pip's --require-hashes refuses the same files; checking first gives the
+// user the fix instead of pip's message.
+func unhashedRequirement(data []byte) string {
+	var logical []string
+	cur := ""
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		line := sc.Text()
+		if i := strings.Index(line, " #"); i >= 0 {
+			line = line[:i]
+		}
+		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+			line = ""
+		}
+		if strings.HasSuffix(line, "\\") {
+			cur += strings.TrimSuffix(line, "\\") + " "
+			continue
+		}
+		logical = append(logical, strings.TrimSpace(cur+line))
+		cur = ""
+	}
+	if cur != "" {
+		logical = append(logical, strings.TrimSpace(cur))
+	}
+	for _, l := range logical {
+		if l == "" || strings.HasPrefix(l, "-") && !strings.HasPrefix(l, "-e") {
+			continue // options such as --index-url apply to the file, not a package
+		}
+		if !strings.Contains(l, "--hash=") {
+			return l
+		}
+	}
+	return ""
 }

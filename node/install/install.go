@@ -101,6 +101,7 @@ type installer struct {
 	aptFresh bool
 	unitsNew bool
 	pkgs     []string // packages this install owns, for the manifest
+	imageSec *spec.ImageSecurity
 }
 
 type debInfo struct{ Package, Version string }
@@ -208,7 +209,7 @@ func (in *installer) run(ctx context.Context) error {
 	if err := in.wait(ctx); err != nil {
 		return err
 	}
-	f := &fetcher{client: in.o.HTTPClient, retryDelay: 2 * time.Second}
+	f := &fetcher{client: in.o.HTTPClient, retryDelay: 2 * time.Second, allowHTTP: in.node.AllowInsecureHTTP}
 	if f.client == nil {
 		// Proxies from the environment; a server that never answers fails
 		// instead of hanging the bake (bodies are bounded by ctx only).

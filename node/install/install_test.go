@@ -71,7 +71,7 @@ func TestInstall8xFullNode(t *testing.T) {
 		t.Error("no ElasticHQ venv")
 	}
 	pip := fx.sys.ran(HQVenv + "/bin/pip install")
-	if pip == nil || slices.Contains(pip.Args, "--no-index") || !slices.Contains(pip.Args, HQBase+"/3.5.12/requirements.txt") {
+	if pip == nil || slices.Contains(pip.Args, "--no-index") || !slices.Contains(pip.Args, "--require-hashes") || !slices.Contains(pip.Args, HQBase+"/3.5.12/requirements.txt") {
 		t.Errorf("pip = %v, want an online install of the tarball's requirements (no wheels/ in it)", pip)
 	}
 	for _, c := range fx.sys.Commands {
@@ -97,10 +97,24 @@ func TestInstall8xFullNode(t *testing.T) {
 		}
 		return nil
 	})
-	for _, u := range []string{BootUnit, ESUnit, HQUnit, CWAgentUnit} {
+	for _, u := range []string{BootUnit, ESUnit, HQUnit, CWAgentUnit, JoinedUnit, DrainUnit} {
 		if _, err := os.Lstat(filepath.Join(fx.root, "/etc/systemd/system/multi-user.target.wants", u)); err != nil {
 			t.Errorf("%s not enabled: %v", u, err)
 		}
+	}
+	// Fail closed: Elasticsearch and ElasticHQ start only after a
+	// successful esnode boot, which stays "active" (RemainAfterExit).
+	for _, p := range []string{ESBootDropInPath, HQBootDropInPath} {
+		b, _ := os.ReadFile(filepath.Join(fx.root, p))
+		if !strings.Contains(string(b), "\n[Unit]\nRequires=esnode-boot.service\nAfter=esnode-boot.service\n") {
+			t.Errorf("%s does not require esnode boot:\n%s", p, b)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(fx.root, JoinedUnitPath)); !strings.Contains(string(b), "ExecStart=/usr/local/bin/esnode joined\n") || !strings.Contains(string(b), "Type=simple\n") {
+		t.Errorf("esnode-joined.service:\n%s", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(fx.root, DrainUnitPath)); !strings.Contains(string(b), "ExecStart=/usr/local/bin/esnode drain\n") || !strings.Contains(string(b), "Requires=esnode-boot.service\n") {
+		t.Errorf("esnode-drain.service:\n%s", b)
 	}
 	boot, _ := os.ReadFile(filepath.Join(fx.root, BootUnitPath))
 	for _, want := range []string{"Type=oneshot", "RemainAfterExit=yes", "ExecStart=/usr/local/bin/esnode boot", "Before=elasticsearch.service elastichq.service amazon-cloudwatch-agent.service", "After=network-online.target", "Wants=network-online.target", "WantedBy=multi-user.target"} {
@@ -163,7 +177,7 @@ func TestInstall8xFullNode(t *testing.T) {
 			t.Errorf("manifest file %+v does not describe the file on disk", f)
 		}
 	}
-	want := []string{EsnodePath, HQUnitPath, BootUnitPath, LimitsDropInPath, TmpDropInPath, SysctlPath}
+	want := []string{EsnodePath, HQUnitPath, HQBootDropInPath, BootUnitPath, JoinedUnitPath, DrainUnitPath, ESBootDropInPath, LimitsDropInPath, TmpDropInPath, SysctlPath}
 	slices.Sort(want)
 	if !slices.Equal(paths, want) {
 		t.Errorf("manifest files = %v, want %v", paths, want)
@@ -316,7 +330,7 @@ func TestElasticsearch6InstallsJavaFirst(t *testing.T) {
 		t.Fatalf("%v\n%s", err, fx.out.String())
 	}
 	lines := fx.sys.mutating()
-	java := slices.Index(lines, "apt-get -q -y --no-install-recommends install default-jre-headless")
+	java := slices.Index(lines, "apt-get -q -y --no-install-recommends install openjdk-11-jre-headless")
 	es := slices.Index(lines, "dpkg -i "+DownloadDir+"/elasticsearch-6.8.23.deb")
 	if java < 0 || es < 0 || java > es {
 		t.Errorf("want Java before Elasticsearch; ran %q", lines)
@@ -327,7 +341,7 @@ func TestElasticsearch6InstallsJavaFirst(t *testing.T) {
 	if !slices.Contains(lines, "apt-get clean") {
 		t.Error("apt caches not cleaned after apt was used")
 	}
-	if m := readManifest(t, fx.root); m.Packages["default-jre-headless"] == "" {
+	if m := readManifest(t, fx.root); m.Packages["openjdk-11-jre-headless"] == "" {
 		t.Errorf("manifest packages %v lack Java", m.Packages)
 	}
 	// 6.x plugin zips keep their descriptor under elasticsearch/.
@@ -393,6 +407,23 @@ func TestElasticHQOfflineWheels(t *testing.T) {
 	pip := fx.sys.ran(HQVenv + "/bin/pip install")
 	if pip == nil || !strings.Contains(pip.String(), "--no-index --find-links "+HQBase+"/3.5.12/wheels") {
 		t.Errorf("pip = %v, want an offline install from wheels/", pip)
+	}
+}
+
+func TestElasticHQUnhashedRequirementsRefused(t *testing.T) {
+	fx := newFixture(t, esVersion8, true, false)
+	tgz := standinHQTarball(t,
+		tarEntry{name: "elasticsearch-HQ-3.5.12/application.py", body: "#\n", mode: 0o755},
+		tarEntry{name: "elasticsearch-HQ-3.5.12/requirements.txt", body: "# pinned, not hashed\nFlask==1.0.2 --hash=sha256:00\nrequests==2.20.0  # no hash\n", mode: 0o644},
+	)
+	fx.node.ElasticHQ.URL = fx.srv.put("/hq/unhashed.tar.gz", tgz)
+	fx.node.ElasticHQ.SHA512 = sum512(tgz)
+	_, err := fx.run()
+	if err == nil || !strings.Contains(err.Error(), `"requests==2.20.0"`) || !strings.Contains(err.Error(), "--generate-hashes") {
+		t.Fatalf("err = %v, want the unhashed requirement named with the fix", err)
+	}
+	if fx.sys.ran(HQVenv+"/bin/pip install") != nil {
+		t.Error("pip ran on unhashed requirements")
 	}
 }
 

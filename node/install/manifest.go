@@ -19,9 +19,9 @@ import (
 )
 
 func (in *installer) managedFiles() []string {
-	files := []string{EsnodePath, BootUnitPath, SysctlPath, LimitsDropInPath, TmpDropInPath}
+	files := []string{EsnodePath, BootUnitPath, JoinedUnitPath, DrainUnitPath, ESBootDropInPath, SysctlPath, LimitsDropInPath, TmpDropInPath}
 	if in.node.ElasticHQ.Enabled {
-		files = append(files, HQUnitPath)
+		files = append(files, HQUnitPath, HQBootDropInPath)
 	}
 	sort.Strings(files)
 	return files
@@ -48,6 +48,20 @@ func (in *installer) buildManifest(ctx context.Context, now time.Time) (*spec.Ma
 	}
 	for _, a := range in.arts {
 		m.Artifacts = append(m.Artifacts, spec.BakedArtifact{Name: a.Name, URL: a.URL, SHA512: in.sums[a.Name]})
+	}
+	m.Security = in.imageSec
+	if old, err := in.readManifest(); err == nil && old.Security != nil && m.Security != nil {
+		// A re-run finds nothing left to remove: keep what the first one did.
+		sec := *m.Security
+		sec.Removed = uniq(append(append([]string{}, old.Security.Removed...), sec.Removed...))
+		sec.ImageCertificates = uniq(append(append([]string{}, old.Security.ImageCertificates...), sec.ImageCertificates...))
+		if sec.Removed == nil {
+			sec.Removed = []string{}
+		}
+		if sec.ImageCertificates == nil {
+			sec.ImageCertificates = []string{}
+		}
+		m.Security = &sec
 	}
 	for _, p := range in.managedFiles() {
 		mf, err := in.fs.describe(p, "install")

@@ -20,6 +20,14 @@ const (
 	SysctlPath       = "/etc/sysctl.d/60-elasticsearch.conf"
 	LimitsDropInPath = "/etc/systemd/system/elasticsearch.service.d/esnode-limits.conf"
 	TmpDropInPath    = "/etc/systemd/system/elasticsearch.service.d/esnode-tmpdir.conf"
+	// ESBootDropInPath and HQBootDropInPath make Elasticsearch and ElasticHQ
+	// require a successful esnode boot (fail closed).
+	ESBootDropInPath = "/etc/systemd/system/elasticsearch.service.d/esnode-boot.conf"
+	HQBootDropInPath = "/etc/systemd/system/elastichq.service.d/esnode-boot.conf"
+	JoinedUnit       = "esnode-joined.service"
+	JoinedUnitPath   = "/etc/systemd/system/" + JoinedUnit
+	DrainUnit        = "esnode-drain.service"
+	DrainUnitPath    = "/etc/systemd/system/" + DrainUnit
 	// ESTmpDir is Elasticsearch's private temp dir: /tmp is noexec on CIS
 	// images and the JVM loads JNA's native library from its temp dir.
 	ESTmpDir   = "/var/cache/elasticsearch/tmp"
@@ -76,6 +84,52 @@ Before=elasticsearch.service elastichq.service amazon-cloudwatch-agent.service
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=/usr/local/bin/esnode boot
+# The first cluster's nodes wait here for each other (bootstrap slots); a
+# failed boot keeps Elasticsearch and ElasticHQ down (their Requires=).
+TimeoutStartSec=infinity
+
+[Install]
+WantedBy=multi-user.target
+`)
+}
+
+// renderRequiresBoot is the drop-in that keeps a unit down unless esnode
+// boot succeeded: with Requires= and After=, systemd does not start it when
+// esnode-boot.service fails ("Dependency failed"), and esnode boot's own
+// journal says why. On the stock unit a 7.x/8.x node that starts without
+// its per-boot configuration can bootstrap a private one-node cluster and
+// never join the real one.
+func renderRequiresBoot(unit string) []byte {
+	return []byte(header + "# " + unit + " starts only after a successful esnode boot (fail closed).\n[Unit]\nRequires=" + BootUnit + "\nAfter=" + BootUnit + "\n")
+}
+
+// renderJoinedUnit runs esnode joined beside Elasticsearch: once the node
+// is in a cluster it records the cluster UUID and removes
+// cluster.initial_master_nodes. Type=simple: the wait never holds up boot.
+func renderJoinedUnit() []byte {
+	return renderCompanionUnit("esnode joined: record the cluster this node joined and drop its bootstrap list", "joined")
+}
+
+// renderDrainUnit runs esnode drain beside Elasticsearch: it watches the
+// Auto Scaling target lifecycle state and drains the node before a
+// scale-in terminates it (it exits at once without lifecycle.termination_hook).
+func renderDrainUnit() []byte {
+	return renderCompanionUnit("esnode drain: move this node's shards away before its Auto Scaling group terminates it", "drain")
+}
+
+// renderCompanionUnit is an esnode verb that runs beside Elasticsearch
+// after a successful esnode boot, restarted when it fails.
+func renderCompanionUnit(description, verb string) []byte {
+	return []byte(header + `[Unit]
+Description=` + description + `
+Requires=esnode-boot.service
+After=esnode-boot.service elasticsearch.service
+
+[Service]
+Type=simple
+ExecStart=/usr/local/bin/esnode ` + verb + `
+Restart=on-failure
+RestartSec=10
 
 [Install]
 WantedBy=multi-user.target

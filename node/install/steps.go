@@ -79,9 +79,25 @@ func (in *installer) elasticsearch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if changed {
+	disabled, err := neutraliseAutoConfig(in.fs.host(ESConfigPath))
+	if err != nil {
+		return err
+	}
+	if in.imageSec, err = in.removeImageSecrets(ctx); err != nil {
+		return err
+	}
+	secured := ""
+	if n := len(in.imageSec.Removed); n > 0 {
+		secured = fmt.Sprintf("; removed the package's auto-configured TLS material, keystore passwords and password hash (%d item(s); esnode boot fetches each cluster's own)", n)
+	}
+	switch {
+	case len(disabled) > 0:
+		in.step(StepES, true, "installed elasticsearch %s (enabled later, not started); disabled the package's auto-configured %s (esnode boot writes the node's own)%s", in.ver, strings.Join(disabled, ", "), secured)
+	case secured != "":
+		in.step(StepES, true, "installed elasticsearch %s (enabled later, not started)%s", in.ver, secured)
+	case changed:
 		in.step(StepES, true, "installed elasticsearch %s (enabled later, not started)", in.ver)
-	} else {
+	default:
 		in.step(StepES, false, "")
 	}
 	for _, p := range in.node.Plugins {
@@ -211,7 +227,15 @@ func (in *installer) elasticHQ(ctx context.Context) error {
 		if hasRequirements(req) {
 			args := []string{"install", "--no-cache-dir", "--disable-pip-version-check", "--require-virtualenv"}
 			if offline {
+				// wheels/ is inside the tarball, under its SHA-512.
 				args = append(args, "--no-index", "--find-links", wheels)
+			} else {
+				// From an index, only hashes keep the packages under the
+				// same guarantee as the tarball that names them.
+				if line := unhashedRequirement(req); line != "" {
+					return fmt.Errorf("ElasticHQ's requirements.txt installs %q from the package index without a --hash, outside the tarball's SHA-512 guarantee; repack the tarball with hashed requirements (pip-compile --generate-hashes) or with a wheels/ directory of the requirements", line)
+				}
+				args = append(args, "--require-hashes")
 			}
 			args = append(args, "-r", dir+"/requirements.txt")
 			if _, err := in.exec(ctx, Command{Name: HQVenv + "/bin/pip", Args: args}); err != nil {
@@ -280,19 +304,31 @@ func (in *installer) self(ctx context.Context) error {
 	if changed {
 		did = append(did, "installed "+EsnodePath)
 	}
-	if changed, err = in.fs.writeFile(BootUnitPath, renderBootUnit(), 0o644); err != nil {
-		return err
+	units := []struct {
+		path string
+		data []byte
+	}{{BootUnitPath, renderBootUnit()}, {JoinedUnitPath, renderJoinedUnit()}, {DrainUnitPath, renderDrainUnit()}, {ESBootDropInPath, renderRequiresBoot(ESUnit)}}
+	if in.node.ElasticHQ.Enabled {
+		units = append(units, struct {
+			path string
+			data []byte
+		}{HQBootDropInPath, renderRequiresBoot(HQUnit)})
 	}
-	if changed {
-		in.unitsNew = true
-		did = append(did, "wrote "+BootUnitPath)
+	for _, u := range units {
+		if changed, err = in.fs.writeFile(u.path, u.data, 0o644); err != nil {
+			return err
+		}
+		if changed {
+			in.unitsNew = true
+			did = append(did, "wrote "+u.path)
+		}
 	}
 	in.step(StepEsnode, len(did) > 0, "%s", strings.Join(did, ", "))
 	return nil
 }
 
 func (in *installer) units() []string {
-	u := []string{BootUnit, ESUnit}
+	u := []string{BootUnit, ESUnit, JoinedUnit, DrainUnit}
 	if in.node.ElasticHQ.Enabled {
 		u = append(u, HQUnit)
 	}

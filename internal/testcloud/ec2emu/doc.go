@@ -1,5 +1,5 @@
-// Package ec2emu is a stateful emulator of the EC2 API (plus the SSM Parameter Store subset and
-// STS GetCallerIdentity) for tests and demos. It speaks the wire protocols aws-sdk-go-v2 uses, so
+// Package ec2emu is a stateful emulator of the EC2 API (plus SSM Parameter Store, Session Manager
+// port forwarding, Run Command with a minimal S3 for its output, and STS GetCallerIdentity) for tests and demos. It speaks the wire protocols aws-sdk-go-v2 uses, so
 // the SDK's real clients, waiters, paginators and retryer run against it unchanged:
 //
 //	srv := ec2emu.New(ec2emu.Options{})
@@ -58,6 +58,19 @@
 // InjectFault/SetThrottle (also POST /_emu/faults, /_emu/throttle) fail or slow calls; Calls
 // (GET /_emu/calls) is the call log; Leaks (GET /_emu/leaks) lists what a run left behind;
 // AddImage (POST /_emu/images) seeds source AMIs; Instance and Image expose state for assertions.
+//
+// # Run Command and S3
+//
+// SendCommand (AWS-RunShellScript, by InstanceIds or Targets tag:K / tag-key / InstanceIds),
+// GetCommandInvocation, ListCommandInvocations, ListCommands and CancelCommand, with the
+// statuses of the Systems Manager User Guide's "Understanding command statuses"; see
+// ssm_command.go. The emulator plays each managed instance's SSM agent: a BackendInstance that
+// implements Agent (localcloud's guests run the script as root through nsenter), or an Agent
+// given with SetAgent (SimulatedAgent for instances without a guest). SetAgentStatus (POST
+// /_emu/agents) takes an agent offline (Undeliverable) or makes it stall (DeliveryTimedOut).
+// Options.RunCommandTimeScale shortens the enforced timeouts for tests. Output goes to a
+// minimal path-style S3 (s3.go) when OutputS3BucketName is given; CreateBucket (or POST
+// /_emu/buckets) makes the bucket. Leaks reports commands still running and objects left.
 //
 // Known simplifications: no IAM (any instance profile is accepted), no real KMS (SecureString
 // values are returned behind a stand-in "ciphertext" without WithDecryption), public DNS names

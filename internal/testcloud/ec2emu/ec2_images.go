@@ -507,7 +507,7 @@ type valueXML struct {
 	Value string `xml:"value"`
 }
 
-func sortedKeys(m map[string]bool) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)

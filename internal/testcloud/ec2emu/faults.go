@@ -205,6 +205,8 @@ type faultJSON struct {
 //	DELETE /_emu/faults    ClearFaults()
 //	POST   /_emu/throttle  {"rate":0.3,"seed":1}
 //	POST   /_emu/images    one ImageSpec; answers {"image_id":"ami-..."}
+//	POST   /_emu/agents    {"instance_id":"i-...","status":"ConnectionLost"} (SetAgentStatus)
+//	POST   /_emu/buckets   {"region":"us-east-1","name":"b"} (CreateBucket)
 func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	bad := func(err error) { writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()}) }
 	switch r.Method + " " + r.URL.Path {
@@ -280,8 +282,36 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"image_id": id})
+	case "POST /_emu/agents":
+		var a struct {
+			InstanceID string `json:"instance_id"`
+			Status     string `json:"status"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&a); err != nil {
+			bad(fmt.Errorf("decode agent JSON: %w", err))
+			return
+		}
+		if err := s.SetAgentStatus(a.InstanceID, a.Status); err != nil {
+			bad(err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	case "POST /_emu/buckets":
+		var b struct{ Region, Name string }
+		if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
+			bad(fmt.Errorf("decode bucket JSON: %w", err))
+			return
+		}
+		if b.Region == "" {
+			b.Region = s.opts.DefaultRegion
+		}
+		if err := s.CreateBucket(b.Region, b.Name); err != nil {
+			bad(err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
 	default:
-		paths := []string{"GET /_emu/leaks", "GET|DELETE /_emu/calls", "POST|DELETE /_emu/faults", "POST /_emu/throttle", "POST /_emu/images"}
+		paths := []string{"GET /_emu/leaks", "GET|DELETE /_emu/calls", "POST|DELETE /_emu/faults", "POST /_emu/throttle", "POST /_emu/images", "POST /_emu/agents", "POST /_emu/buckets"}
 		sort.Strings(paths)
 		writeJSON(w, http.StatusNotFound, map[string]any{"error": "unknown admin endpoint", "endpoints": paths})
 	}

@@ -271,6 +271,8 @@ type Report struct {
 	Snapshots      []Leak `json:"snapshots"` // owned by the caller, not seeded
 	Volumes        []Leak `json:"volumes"`   // detached volumes that outlived their instance
 	Sessions       []Leak `json:"sessions"`  // Session Manager sessions nobody terminated
+	Commands       []Leak `json:"commands"`  // Run Command commands still running
+	Objects        []Leak `json:"objects"`   // S3 objects left in a bucket (Name is the bucket)
 	// Parameters lists SSM parameters that were not seeded. They are reported but do not make
 	// the report non-empty: a published AMI id is an intended output.
 	Parameters []Leak `json:"parameters"`
@@ -281,15 +283,15 @@ func (r Report) Empty() bool { return r.Count() == 0 }
 
 // Count is the number of leaked resources excluding SSM parameters.
 func (r Report) Count() int {
-	return len(r.Instances) + len(r.SecurityGroups) + len(r.KeyPairs) + len(r.Images) + len(r.Snapshots) + len(r.Volumes) + len(r.Sessions)
+	return len(r.Instances) + len(r.SecurityGroups) + len(r.KeyPairs) + len(r.Images) + len(r.Snapshots) + len(r.Volumes) + len(r.Sessions) + len(r.Commands) + len(r.Objects)
 }
 
 // String summarises the report as "instances=1 security_groups=0 ..." followed by the ids.
 func (r Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "instances=%d security_groups=%d key_pairs=%d images=%d snapshots=%d volumes=%d sessions=%d parameters=%d",
-		len(r.Instances), len(r.SecurityGroups), len(r.KeyPairs), len(r.Images), len(r.Snapshots), len(r.Volumes), len(r.Sessions), len(r.Parameters))
-	for _, l := range [][]Leak{r.Instances, r.SecurityGroups, r.KeyPairs, r.Images, r.Snapshots, r.Volumes, r.Sessions, r.Parameters} {
+	fmt.Fprintf(&b, "instances=%d security_groups=%d key_pairs=%d images=%d snapshots=%d volumes=%d sessions=%d commands=%d objects=%d parameters=%d",
+		len(r.Instances), len(r.SecurityGroups), len(r.KeyPairs), len(r.Images), len(r.Snapshots), len(r.Volumes), len(r.Sessions), len(r.Commands), len(r.Objects), len(r.Parameters))
+	for _, l := range [][]Leak{r.Instances, r.SecurityGroups, r.KeyPairs, r.Images, r.Snapshots, r.Volumes, r.Sessions, r.Commands, r.Objects, r.Parameters} {
 		for _, x := range l {
 			fmt.Fprintf(&b, "\n  %s %s %s %s", x.Region, x.ID, x.Name, x.State)
 		}
@@ -303,7 +305,7 @@ func (s *Server) Leaks() Report {
 	defer s.mu.Unlock()
 	now := s.now()
 	rep := Report{Instances: []Leak{}, SecurityGroups: []Leak{}, KeyPairs: []Leak{}, Images: []Leak{},
-		Snapshots: []Leak{}, Volumes: []Leak{}, Sessions: []Leak{}, Parameters: []Leak{}}
+		Snapshots: []Leak{}, Volumes: []Leak{}, Sessions: []Leak{}, Commands: []Leak{}, Objects: []Leak{}, Parameters: []Leak{}}
 	names := make([]string, 0, len(s.regions))
 	for n := range s.regions {
 		names = append(names, n)
@@ -342,6 +344,8 @@ func (s *Server) Leaks() Report {
 			}
 		}
 		rep.Sessions = append(rep.Sessions, s.sessionLeaks(n)...)
+		rep.Commands = append(rep.Commands, s.commandLeaks(n)...)
+		rep.Objects = append(rep.Objects, s.objectLeaks(n)...)
 		for _, p := range sortedBySeq(r.params, func(x *ssmParam) int64 { return x.seq }) {
 			if !p.seeded {
 				rep.Parameters = append(rep.Parameters, Leak{Region: n, ID: p.name, Name: p.name})

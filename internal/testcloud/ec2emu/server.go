@@ -67,6 +67,10 @@ type Options struct {
 	// forwarding (e.g. a test's echo server); otherwise a BackendInstance that implements
 	// PortLocator says.
 	PortAddress func(instanceID string, port int) (string, error)
+	// RunCommandTimeScale multiplies Run Command's TimeoutSeconds and executionTimeout when
+	// the emulator enforces them (0.001 lets AWS's 30-second minimum pass in 30 ms); the API
+	// still validates the real ranges. Default 1.
+	RunCommandTimeScale float64
 }
 
 // SubnetSpec describes a seeded or added subnet.
@@ -93,6 +97,9 @@ type Server struct {
 	activeOps   int
 	tokens      map[string]string // client token → reservation/image id
 	sessions    map[string]*ssmSession
+	runCmd      runCommandState        // ssm_command.go
+	agents      map[string]*agentState // ssm_agent.go, by instance id
+	s3          s3Store                // s3.go
 	endpoint    string
 
 	ctx       context.Context
@@ -141,6 +148,8 @@ func New(opts Options) *Server {
 		regions: map[string]*region{},
 		pubIPs:  map[string]bool{},
 		tokens:  map[string]string{},
+		agents:  map[string]*agentState{},
+		s3:      s3Store{buckets: map[string]*s3Bucket{}},
 		ctx:     ctx,
 		cancel:  cancel,
 		now:     time.Now,
@@ -294,12 +303,28 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	target := r.Header.Get("X-Amz-Target")
 	regionName := s.opts.DefaultRegion
 	auth := r.Header.Get("Authorization")
-	if m := credScope.FindStringSubmatch(auth); m != nil {
+	m := credScope.FindStringSubmatch(auth)
+	if m != nil {
 		regionName = m[1]
+	}
+	if m != nil && m[2] == "s3" {
+		s.mu.Lock()
+		req.region = s.regions[regionName]
+		s.mu.Unlock()
+		if req.region == nil {
+			req.service = "s3"
+			s.writeS3Error(w, req, "AuthorizationHeaderMalformed", fmt.Sprintf("region %q is not served by this emulator (serving %v)", regionName, s.opts.Regions))
+			return
+		}
+		s.serveS3(w, r, req, body)
+		return
 	}
 	if strings.HasPrefix(target, "AmazonSSM.") {
 		req.service = "ssm"
 		req.action = strings.TrimPrefix(target, "AmazonSSM.")
+	} else if strings.HasPrefix(target, "secretsmanager.") {
+		req.service = "secretsmanager"
+		req.action = strings.TrimPrefix(target, "secretsmanager.")
 	} else {
 		form, perr := url.ParseQuery(string(body))
 		if perr != nil {
@@ -314,8 +339,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		req.p = params(form)
 		req.action = req.p.str("Action")
 		req.service = "ec2"
-		if req.p.str("Version") == "2011-06-15" {
+		switch req.p.str("Version") {
+		case "2011-06-15":
 			req.service = "sts"
+		case "2011-01-01":
+			req.service = "autoscaling"
 		}
 	}
 	if auth == "" || !strings.HasPrefix(auth, "AWS4-HMAC-SHA256") {
@@ -359,8 +387,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out, aerr = s.dispatchEC2(req)
 	case "ssm":
 		out, aerr = s.dispatchSSM(req)
+	case "secretsmanager":
+		out, aerr = s.dispatchSecretsManager(req)
 	case "sts":
 		out, aerr = s.dispatchSTS(req)
+	case "autoscaling":
+		out, aerr = s.dispatchAutoScaling(req)
 	}
 	s.mu.Unlock()
 
@@ -381,13 +413,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) writeResult(w http.ResponseWriter, req *request, out any) {
 	switch req.service {
-	case "ssm":
+	case "ssm", "secretsmanager":
 		writeJSON(w, http.StatusOK, out)
 		return
-	case "sts":
+	case "sts", "autoscaling":
+		ns := "https://sts.amazonaws.com/doc/2011-06-15/"
+		if req.service == "autoscaling" {
+			ns = autoscalingNamespace
+		}
 		w.Header().Set("Content-Type", "text/xml")
 		w.WriteHeader(http.StatusOK)
-		fmt.Fprintf(w, `<%sResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><%sResult>`, req.action, req.action)
+		fmt.Fprintf(w, `<%sResponse xmlns="%s"><%sResult>`, req.action, ns, req.action)
 		_, _ = io.WriteString(w, out.(string))
 		fmt.Fprintf(w, `</%sResult><ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata></%sResponse>`, req.action, req.id, req.action)
 		return
@@ -413,7 +449,7 @@ func (s *Server) writeError(w http.ResponseWriter, req *request, e *apiError) {
 		status = statusFor(e.Code)
 	}
 	switch req.service {
-	case "ssm":
+	case "ssm", "secretsmanager":
 		code := e.Code
 		if code == "RequestLimitExceeded" {
 			code = "ThrottlingException"
@@ -423,7 +459,7 @@ func (s *Server) writeError(w http.ResponseWriter, req *request, e *apiError) {
 		w.Header().Set("X-Amzn-RequestId", req.id)
 		writeJSON(w, status, map[string]string{"__type": code, "message": e.Message})
 		return
-	case "sts":
+	case "sts", "autoscaling":
 		w.Header().Set("Content-Type", "text/xml")
 		w.WriteHeader(status)
 		fmt.Fprintf(w, `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>%s</Code><Message>%s</Message></Error><RequestId>%s</RequestId></ErrorResponse>`,

@@ -16,6 +16,9 @@ type ssmParam struct {
 	tags                             map[string]string
 	seeded                           bool
 	seq                              int64
+	// history holds every version's value (SecureString rotation: a
+	// selector name:N reads an old one).
+	history map[int64]string
 }
 
 type ssmParamJSON struct {
@@ -26,6 +29,7 @@ type ssmParamJSON struct {
 	LastModifiedDate float64 `json:"LastModifiedDate"`
 	ARN              string  `json:"ARN"`
 	DataType         string  `json:"DataType"`
+	Selector         string  `json:"Selector,omitempty"`
 }
 
 func (r *region) paramJSON(p *ssmParam, decrypt bool) ssmParamJSON {
@@ -43,6 +47,9 @@ func (r *region) paramJSON(p *ssmParam, decrypt bool) ssmParamJSON {
 // dispatchSSM serves the Parameter Store subset of SSM (JSON 1.1). Runs under s.mu.
 func (s *Server) dispatchSSM(req *request) (any, *apiError) {
 	if out, aerr, ok := s.dispatchSSMSession(req); ok {
+		return out, aerr
+	}
+	if out, aerr, ok := s.dispatchRunCommand(req); ok {
 		return out, aerr
 	}
 	r := req.region
@@ -123,13 +130,13 @@ func (s *Server) dispatchSSM(req *request) (any, *apiError) {
 			p.desc = in.Description
 		}
 		p.version++
+		if p.history == nil {
+			p.history = map[int64]string{}
+		}
+		p.history[p.version] = p.value
 		return map[string]any{"Version": p.version, "Tier": "Standard"}, nil
 	case "GetParameter":
-		p := r.params[in.Name]
-		if p == nil {
-			return nil, notFound(in.Name)
-		}
-		return map[string]any{"Parameter": r.paramJSON(p, in.WithDecryption)}, nil
+		return r.getParameterVersion(in.Name, in.WithDecryption)
 	case "GetParameters":
 		found, invalid := []ssmParamJSON{}, []string{}
 		for _, n := range in.Names {

@@ -24,6 +24,9 @@ type region struct {
 	snapshots map[string]*snapshot
 	volumes   map[string]*volume
 	params    map[string]*ssmParam
+	// autoscaling groups by name (autoscaling.go), made on first use.
+	autoscaling map[string]*asGroup
+	secrets     map[string]*smSecret // Secrets Manager, by name
 }
 
 func newRegion(s *Server, name string) *region {
@@ -32,6 +35,7 @@ func newRegion(s *Server, name string) *region {
 		vpcs: map[string]*vpc{}, subnets: map[string]*subnet{}, groups: map[string]*secGroup{},
 		keys: map[string]*keyPair{}, instances: map[string]*instance{}, images: map[string]*image{},
 		snapshots: map[string]*snapshot{}, volumes: map[string]*volume{}, params: map[string]*ssmParam{},
+		secrets: map[string]*smSecret{},
 	}
 }
 

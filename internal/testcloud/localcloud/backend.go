@@ -76,6 +76,7 @@ func (b *backend) Launch(ctx context.Context, req ec2emu.LaunchRequest) (ec2emu.
 		MAC: req.MAC, AZ: req.AZ, Region: req.Region, AccountID: req.AccountID, Tags: req.Tags,
 		UserData: req.UserData, AuthorizedKey: req.KeyPublicKey, AllowIMDSv1: req.HTTPTokens == "optional",
 		IAMRole: roleName(req.IAMInstanceProfile), BootTimeout: b.lc.opts.BootTimeout,
+		RunFiles: map[string][]byte{GuestEndpointsDropIn: b.lc.guestEndpointsDropIn()},
 	}
 	start := time.Now()
 	inst, err := b.lc.cloud.Launch(ctx, spec)

@@ -8,9 +8,11 @@
 //	client := ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.BaseEndpoint = aws.String(lc.Endpoint()) })
 //
 // Endpoint() goes into the builder's ec2_endpoint, ssm_endpoint and sts_endpoint (one
-// server speaks all three). The emulator's default VPC is the bridge subnet (split into a
-// zone-a and a zone-b subnet), so every private IP it allocates is the guest's real address
-// on the host bridge; PublicIpAddress is that same address, reachable from the host.
+// server speaks all three). The emulator's default VPC is the bridge subnet, split into a
+// zone-a and a zone-b subnet that are the cloud's two zones (testcloud.Config.Zones: each
+// its own subnet and gateway, routed through the host), so every private IP it allocates is
+// the guest's real address in its own subnet; PublicIpAddress is that same address,
+// reachable from the host.
 //
 // What the API calls do to guests:
 //   - RunInstances boots a testcloud instance from the image's ref (a testcloud image dir)

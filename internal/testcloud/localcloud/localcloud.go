@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"sort"
@@ -22,9 +24,10 @@ type Options struct {
 	// 10.213.N.0/24.
 	Subnet netip.Prefix
 	// EC2 is handed to ec2emu.New. Start always sets VPCCIDR (to the bridge subnet) and
-	// Backend; Subnets, when nil, become two halves of the bridge subnet (zones a and b) so
-	// every address the emulator allocates is a valid bridge address. Subnets given here
-	// must lie inside Subnet.
+	// Backend; Subnets, when nil, become the cloud's two zones (testcloud.Config.Zones:
+	// halves of the bridge subnet, zones a and b, routed through the host), so every
+	// address the emulator allocates is the guest's real address in its own subnet.
+	// Subnets given here must lie inside Subnet; the cloud is then one flat subnet.
 	EC2 ec2emu.Options
 	// BootTimeout bounds one instance's wait for SSH; default 60s.
 	BootTimeout time.Duration
@@ -43,6 +46,9 @@ type LocalCloud struct {
 	srv      *ec2emu.Server
 	be       *backend
 	endpoint string
+	// guestSrv serves the emulator on the bridge, for guests (EC2 discovery).
+	guestSrv      *http.Server
+	guestEndpoint string
 
 	ctx    context.Context // ends at Close; stops shutdown watchers
 	cancel context.CancelFunc
@@ -58,7 +64,11 @@ type LocalCloud struct {
 // Start creates the bridge, the emulator (serving on loopback) and the backend between
 // them. Needs root and the tools testcloud.Requirements lists. Close removes everything.
 func Start(ctx context.Context, opts Options) (*LocalCloud, error) {
-	cloud, err := testcloud.NewCloud(ctx, testcloud.Config{Subnet: opts.Subnet})
+	zones := 2
+	if opts.EC2.Subnets != nil || opts.Subnet.IsValid() && opts.Subnet.Bits() > 28 {
+		zones = 1
+	}
+	cloud, err := testcloud.NewCloud(ctx, testcloud.Config{Subnet: opts.Subnet, Zones: zones})
 	if err != nil {
 		return nil, fmt.Errorf("start local cloud: %w", err)
 	}
@@ -66,7 +76,9 @@ func Start(ctx context.Context, opts Options) (*LocalCloud, error) {
 	eo := opts.EC2
 	eo.VPCCIDR = sub.String()
 	if eo.Subnets == nil {
-		eo.Subnets = splitSubnet(sub)
+		for _, z := range cloud.Zones() {
+			eo.Subnets = append(eo.Subnets, ec2emu.SubnetSpec{CIDR: z.CIDR.String(), Zone: z.Letter, MapPublicIP: true})
+		}
 	}
 	for _, s := range eo.Subnets {
 		p, err := netip.ParsePrefix(s.CIDR)
@@ -82,25 +94,16 @@ func Start(ctx context.Context, opts Options) (*LocalCloud, error) {
 	eo.Backend = lc.be
 	lc.srv = ec2emu.New(eo)
 	lc.endpoint = lc.srv.Start()
+	ln, err := net.Listen("tcp", net.JoinHostPort(cloud.Gateway().String(), "0"))
+	if err != nil {
+		lc.srv.Close()
+		_ = cloud.Close()
+		return nil, fmt.Errorf("start local cloud: serve the emulator to guests: %w", err)
+	}
+	lc.guestSrv = &http.Server{Handler: lc.srv, ReadHeaderTimeout: 10 * time.Second}
+	go lc.guestSrv.Serve(ln) //nolint:errcheck // returns at Close
+	lc.guestEndpoint = "http://" + ln.Addr().String()
 	return lc, nil
-}
-
-// splitSubnet gives the emulator two subnets in different zones when the bridge subnet is
-// big enough (a builder may pick either), else the whole subnet in zone a.
-func splitSubnet(p netip.Prefix) []ec2emu.SubnetSpec {
-	if p.Bits() > 27 {
-		return []ec2emu.SubnetSpec{{CIDR: p.String(), Zone: "a", MapPublicIP: true}}
-	}
-	lo := netip.PrefixFrom(p.Addr(), p.Bits()+1)
-	a := p.Addr().As4()
-	half := uint32(1) << (32 - p.Bits() - 1)
-	n := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
-	n += half
-	hi := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}), p.Bits()+1)
-	return []ec2emu.SubnetSpec{
-		{CIDR: lo.String(), Zone: "a", MapPublicIP: true},
-		{CIDR: hi.String(), Zone: "b", MapPublicIP: true},
-	}
 }
 
 // New starts a LocalCloud for a test and closes it in t.Cleanup, even when the test fails.
@@ -134,6 +137,7 @@ func (lc *LocalCloud) Close() error {
 	}
 	lc.closed = true
 	lc.mu.Unlock()
+	_ = lc.guestSrv.Close()
 	lc.srv.Close()
 	lc.cancel()
 	lc.wg.Wait()
@@ -146,6 +150,28 @@ func (lc *LocalCloud) Close() error {
 // Endpoint is the emulator's base URL, for the builder's ec2_endpoint, ssm_endpoint and
 // sts_endpoint and the SDK clients' BaseEndpoint.
 func (lc *LocalCloud) Endpoint() string { return lc.endpoint }
+
+// GuestEndpoint is the emulator's URL on the bridge, reachable from guests in
+// every zone: what a node's EC2 discovery calls (the Elasticsearch stand-in's
+// ES_STANDIN_EC2_ENDPOINT, standin.Options.EC2Endpoint).
+func (lc *LocalCloud) GuestEndpoint() string { return lc.guestEndpoint }
+
+// GuestEndpointsDropIn is the test-only systemd drop-in every guest of the
+// local cloud sees (under /run: never on its disk, so never in an image):
+// it points esnode-boot.service's AWS SDK at GuestEndpoint through the SDK's
+// own service-endpoint variables, AWS_ENDPOINT_URL_SSM and
+// AWS_ENDPOINT_URL_EC2, as a VPC with interface endpoints would. The
+// product keeps its real paths: the default credential chain (the instance
+// profile's credentials from the guest's IMDS, when RunInstances names one)
+// and the SDK's endpoint resolution.
+const GuestEndpointsDropIn = "/run/systemd/system/esnode-boot.service.d/50-localcloud-endpoints.conf"
+
+func (lc *LocalCloud) guestEndpointsDropIn() []byte {
+	return []byte("# Test-only, written by internal/testcloud/localcloud: guests reach the\n" +
+		"# EC2/SSM emulator here (the local cloud's stand-in for VPC endpoints).\n[Service]\n" +
+		"Environment=AWS_ENDPOINT_URL_SSM=" + lc.guestEndpoint + "\n" +
+		"Environment=AWS_ENDPOINT_URL_EC2=" + lc.guestEndpoint + "\n")
+}
 
 // Server is the EC2 emulator (fault injection, seeding, state for assertions).
 func (lc *LocalCloud) Server() *ec2emu.Server { return lc.srv }

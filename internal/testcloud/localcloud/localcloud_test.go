@@ -23,16 +23,6 @@ import (
 	"github.com/esbake/packer-plugin-elasticsearch/internal/testcloud/ec2emu"
 )
 
-func TestSplitSubnet(t *testing.T) {
-	got := splitSubnet(netip.MustParsePrefix("10.213.7.0/24"))
-	if len(got) != 2 || got[0].CIDR != "10.213.7.0/25" || got[1].CIDR != "10.213.7.128/25" || got[0].Zone == got[1].Zone {
-		t.Fatalf("splitSubnet(/24) = %+v, want 10.213.7.0/25 and 10.213.7.128/25 in two zones", got)
-	}
-	if got := splitSubnet(netip.MustParsePrefix("10.213.7.0/29")); len(got) != 1 || got[0].CIDR != "10.213.7.0/29" {
-		t.Fatalf("splitSubnet(/29) = %+v, want the whole subnet", got)
-	}
-}
-
 func TestRoleName(t *testing.T) {
 	for in, want := range map[string]string{"": "", "es-node": "es-node", "arn:aws:iam::000000000000:instance-profile/path/es-node": "es-node"} {
 		if got := roleName(in); got != want {
@@ -506,4 +496,92 @@ func TestLaunchWithoutRef(t *testing.T) {
 	if !rep.Empty() {
 		t.Fatalf("leaks: %s", rep)
 	}
+}
+
+// TestTwoZones launches one instance in each zone's subnet through the API and checks
+// that the API, DescribeSubnets and each guest's IMDS agree on its subnet and AZ, that
+// the host routes between the subnets with source addresses kept, and so that a firewall
+// rule by source CIDR in one zone really cuts the other zone off.
+func TestTwoZones(t *testing.T) {
+	e := newEnv(t)
+	subs, err := e.ec2.DescribeSubnets(e.ctx, &ec2.DescribeSubnetsInput{})
+	if err != nil || len(subs.Subnets) != 2 {
+		t.Fatalf("DescribeSubnets: %v, %d subnets, want 2", err, len(subs.Subnets))
+	}
+	zones := e.lc.Cloud().Zones()
+	var ids []string
+	var insts []types.Instance
+	for i, sn := range subs.Subnets {
+		if aws.ToString(sn.CidrBlock) != zones[i].CIDR.String() || aws.ToString(sn.AvailabilityZone) != "us-east-1"+zones[i].Letter {
+			t.Fatalf("subnet %d: %s in %s, want the cloud's zone %+v", i, aws.ToString(sn.CidrBlock), aws.ToString(sn.AvailabilityZone), zones[i])
+		}
+		in := e.run(&ec2.RunInstancesInput{ImageId: aws.String(e.cisImageID()), SubnetId: sn.SubnetId})
+		ids = append(ids, aws.ToString(in.InstanceId))
+	}
+	for i, id := range ids {
+		in := e.waitRunning(id)
+		sn := subs.Subnets[i]
+		ip := netip.MustParseAddr(aws.ToString(in.PrivateIpAddress))
+		if aws.ToString(in.SubnetId) != aws.ToString(sn.SubnetId) || aws.ToString(in.Placement.AvailabilityZone) != aws.ToString(sn.AvailabilityZone) || !zones[i].CIDR.Contains(ip) {
+			t.Fatalf("%s: subnet %s AZ %s IP %s, want %s %s in %s", id, aws.ToString(in.SubnetId), aws.ToString(in.Placement.AvailabilityZone), ip, aws.ToString(sn.SubnetId), aws.ToString(sn.AvailabilityZone), zones[i].CIDR)
+		}
+		guest := e.lc.Instance(id)
+		if guest.Zone().Letter != zones[i].Letter {
+			t.Fatalf("%s: guest in zone %s, want %s", id, guest.Zone().Letter, zones[i].Letter)
+		}
+		imds := `T=$(curl -fsS -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token) && M=$(curl -fsS -H "X-aws-ec2-metadata-token: $T" http://169.254.169.254/latest/meta-data/mac) && ` +
+			`for p in placement/availability-zone network/interfaces/macs/$M/subnet-id network/interfaces/macs/$M/subnet-ipv4-cidr-block network/interfaces/macs/$M/vpc-ipv4-cidr-block; do curl -fsS -H "X-aws-ec2-metadata-token: $T" http://169.254.169.254/latest/meta-data/$p; echo; done; ip -4 -o addr show dev eth0 | awk '{print $4}'`
+		out, err := guest.Exec(e.ctx, imds)
+		want := strings.Join([]string{aws.ToString(sn.AvailabilityZone), aws.ToString(sn.SubnetId), zones[i].CIDR.String(), e.lc.Cloud().Subnet().String(),
+			fmt.Sprintf("%s/%d", ip, zones[i].CIDR.Bits())}, "\n") + "\n"
+		if err != nil || out != want {
+			t.Fatalf("IMDS and eth0 inside %s:\n%q (%v)\nwant\n%q", id, out, err, want)
+		}
+		insts = append(insts, in)
+	}
+	a, b := e.lc.Instance(ids[0]), e.lc.Instance(ids[1])
+	// Both zones reach the emulator on the bridge (the EC2 API discovery calls).
+	for _, g := range []*testcloud.Instance{a, b} {
+		out, err := g.Exec(e.ctx, "curl -s -X POST -d Action=DescribeInstances "+e.lc.GuestEndpoint())
+		if err != nil || !strings.Contains(out, "MissingAuthenticationToken") {
+			t.Fatalf("emulator at %s from zone %s: %q (%v), want its unsigned-request error", e.lc.GuestEndpoint(), g.Zone().Letter, out, err)
+		}
+	}
+	// A one-shot listener in zone b prints the peer address of each connection.
+	listen := `nohup python3 -c 'import socket
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", 9300)); s.listen()
+while True:
+    c, p = s.accept(); c.sendall((p[0] + "\n").encode()); c.close()' >/dev/null 2>&1 &`
+	if _, err := b.Exec(e.ctx, listen); err != nil {
+		t.Fatalf("listener in zone b: %v", err)
+	}
+	// The CIS image drops what it does not accept; open transport as esnode boot's
+	// cross-AZ default does: to the VPC CIDR.
+	allow := func(src string) {
+		t.Helper()
+		cmd := "iptables -D INPUT 1 2>/dev/null; iptables -I INPUT -p tcp --dport 9300 -s " + src + " -j ACCEPT"
+		if out, err := b.Exec(e.ctx, cmd); err != nil {
+			t.Fatalf("%s: %v %s", cmd, err, out)
+		}
+	}
+	b.Exec(e.ctx, "iptables -I INPUT -j RETURN") // rule 1, replaced by allow
+	allow(e.lc.Cloud().Subnet().String())
+	dial := fmt.Sprintf(`python3 -c 'import socket,time
+for i in range(30):
+    try:
+        print(socket.create_connection(("%s", 9300), timeout=2).recv(64).decode().strip()); break
+    except ConnectionRefusedError: time.sleep(0.2)
+    except OSError as e: print("failed:", e); break'`, b.PrivateIP())
+	if out, err := a.Exec(e.ctx, dial); err != nil || strings.TrimSpace(out) != a.PrivateIP() {
+		t.Fatalf("zone a -> zone b transport: %q (%v), want the peer to see %s", out, err, a.PrivateIP())
+	}
+	// Zone b accepts transport from its own subnet only: zone a is cut off.
+	allow(b.Zone().CIDR.String())
+	if out, _ := a.Exec(e.ctx, dial); !strings.Contains(out, "failed") {
+		t.Fatalf("zone a reached zone b through a firewall that allows only %s: %q", b.Zone().CIDR, out)
+	}
+	for _, id := range ids {
+		e.terminate(id)
+	}
+	e.finish(ids)
 }

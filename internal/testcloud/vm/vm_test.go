@@ -71,7 +71,7 @@ func sshRun(c *ssh.Client, cmd string) (string, error) {
 // imdsFromGuest is what the guest gets from 169.254.169.254 with IMDSv2
 // (token PUT, then GET with the token), and what it gets without a token.
 const imdsFromGuest = `set -e
-tok=$(curl -sf -m 20 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token)
+tok=$(curl -sf -m 20 --retry 15 --retry-connrefused --retry-delay 1 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token)
 id=$(curl -sf -m 20 -H "X-aws-ec2-metadata-token: $tok" http://169.254.169.254/latest/meta-data/instance-id)
 v1=$(curl -s -m 20 -o /dev/null -w '%{http_code}' http://169.254.169.254/latest/meta-data/instance-id)
 echo "$id $v1"

@@ -4,9 +4,10 @@
 // Each is a stand-in, not the real package, and says so in its description
 // and content. The Elasticsearch stand-in has the real package's layout
 // (paths, owners and modes after its postinst, a systemd unit running as
-// elasticsearch) and its "server" is a small python3 program that listens on
-// the configured ports and answers / and /_nodes/... with JSON; -Xms/-Xmx
-// from jvm.options appear on its command line as they would on a JVM's.
+// elasticsearch, the 8.x security auto-configuration at install) and its
+// "server" is a python3 program that enforces Elastic's contracts: registered
+// settings, bootstrap checks, discovery and cluster formation (README.md);
+// -Xms/-Xmx from jvm.options appear on its command line as on a JVM's.
 package standin
 
 import (
@@ -25,6 +26,7 @@ import (
 	"strings"
 
 	"github.com/esbake/packer-plugin-elasticsearch/spec"
+	"github.com/esbake/packer-plugin-elasticsearch/spec/essettings"
 )
 
 //go:embed files
@@ -63,6 +65,26 @@ func Build(dir, version string) (*Artifacts, error) {
 
 // BuildArch is Build for another guest architecture (amd64 or arm64).
 func BuildArch(dir, version, arch string) (*Artifacts, error) {
+	return BuildWith(dir, version, Options{Arch: arch})
+}
+
+// Options tunes what BuildWith makes.
+type Options struct {
+	// Arch is the guest's Debian architecture; default the host's.
+	Arch string
+	// EC2Endpoint, when set, is where the Elasticsearch stand-in's EC2
+	// discovery sends DescribeInstances whatever discovery.ec2.endpoint says
+	// (ES_STANDIN_EC2_ENDPOINT in /etc/default/elasticsearch): guests cannot
+	// resolve AWS's hostnames, the emulator is on the host.
+	EC2Endpoint string
+}
+
+// BuildWith is Build with options.
+func BuildWith(dir, version string, o Options) (*Artifacts, error) {
+	arch := o.Arch
+	if arch == "" {
+		arch = runtime.GOARCH
+	}
 	v, err := spec.ParseVersion(version)
 	if err != nil {
 		return nil, err
@@ -79,7 +101,11 @@ func BuildArch(dir, version, arch string) (*Artifacts, error) {
 	if v.Major < 7 {
 		esName, debArch = fmt.Sprintf("elasticsearch-%s.deb", version), "all"
 	}
-	if a.Elasticsearch, err = buildDeb(dir, esName, esTree(v, debArch)); err != nil {
+	tree, err := esTree(v, debArch, o)
+	if err != nil {
+		return nil, err
+	}
+	if a.Elasticsearch, err = buildDeb(dir, esName, tree); err != nil {
 		return nil, err
 	}
 	under := ""
@@ -133,8 +159,40 @@ func embedded(name, version string) string {
 	return strings.ReplaceAll(string(b), "@VERSION@", version)
 }
 
-func esTree(v spec.Version, arch string) map[string]entry {
+func esTree(v spec.Version, arch string, o Options) (map[string]entry, error) {
 	ver := v.String()
+	table, err := essettings.For(v)
+	if err != nil {
+		return nil, err
+	}
+	settingsJSON, err := table.JSON()
+	if err != nil {
+		return nil, err
+	}
+	defaults := "# stand-in, not the real package's file\nES_PATH_CONF=/etc/elasticsearch\n"
+	// 8.x packages configure security on a fresh install ($2 is the
+	// version upgraded from): see files/standin-autoconfig.py.
+	autoconfigure, depends := "", "python3, passwd, procps"
+	if v.Major >= 8 {
+		depends += ", openssl"
+		autoconfigure = `	if [ -z "$2" ]; then
+		ES_PATH_CONF=/etc/elasticsearch ES_HOME=/usr/share/elasticsearch python3 /usr/share/elasticsearch/lib/standin-autoconfig.py
+		chown -R root:elasticsearch /etc/elasticsearch
+		find /etc/elasticsearch -type f -exec chmod 0660 {} +
+		find /etc/elasticsearch -mindepth 1 -type d -exec chmod 2750 {} +
+	# As the real postinst: a fresh install gets an empty keystore.
+	if [ ! -f /etc/elasticsearch/elasticsearch.keystore ]; then
+		ES_PATH_CONF=/etc/elasticsearch /usr/share/elasticsearch/bin/elasticsearch-keystore create
+		chown root:elasticsearch /etc/elasticsearch/elasticsearch.keystore
+		chmod 660 /etc/elasticsearch/elasticsearch.keystore
+		md5sum /etc/elasticsearch/elasticsearch.keystore > /etc/elasticsearch/.elasticsearch.keystore.initial_md5sum
+	fi
+	fi
+`
+	}
+	if o.EC2Endpoint != "" {
+		defaults += "# stand-in only: where EC2 discovery calls DescribeInstances\nES_STANDIN_EC2_ENDPOINT=" + o.EC2Endpoint + "\n"
+	}
 	heap := "## -Xms4g\n## -Xmx4g\n" // 8.x and later size the heap automatically
 	if v.Major < 8 {
 		heap = "-Xms1g\n-Xmx1g\n"
@@ -144,17 +202,17 @@ func esTree(v spec.Version, arch string) map[string]entry {
 Version: %s
 Architecture: %s
 Maintainer: esbake tests <tests@example.com>
-Depends: python3, passwd, procps
+Depends: %s
 Section: web
 Priority: optional
 Description: Elasticsearch stand-in, not the real package
  A stand-in with the layout of the Elasticsearch package, built by esbake's
  tests. Its server is a small python3 program, not Elasticsearch.
-`, ver, arch)},
+`, ver, arch, depends)},
 		"DEBIAN/conffiles": {body: "/etc/elasticsearch/elasticsearch.yml\n/etc/elasticsearch/jvm.options\n/etc/default/elasticsearch\n"},
 		"DEBIAN/postinst": {mode: 0o755, body: `#!/bin/sh
 # Stand-in, not the real package's postinst: creates the elasticsearch user
-# and group and sets owners and modes as the real one does.
+# and group, sets owners and modes and creates the keystore as the real one does.
 set -e
 if [ "$1" = configure ]; then
 	getent group elasticsearch >/dev/null || groupadd --system elasticsearch
@@ -166,12 +224,19 @@ if [ "$1" = configure ]; then
 	chmod 2750 /etc/elasticsearch
 	find /etc/elasticsearch -type f -exec chmod 0660 {} +
 	find /etc/elasticsearch -mindepth 1 -type d -exec chmod 2750 {} +
+	# As the real postinst: a fresh install gets an empty keystore.
+	if [ ! -f /etc/elasticsearch/elasticsearch.keystore ]; then
+		ES_PATH_CONF=/etc/elasticsearch /usr/share/elasticsearch/bin/elasticsearch-keystore create
+		chown root:elasticsearch /etc/elasticsearch/elasticsearch.keystore
+		chmod 660 /etc/elasticsearch/elasticsearch.keystore
+		md5sum /etc/elasticsearch/elasticsearch.keystore > /etc/elasticsearch/.elasticsearch.keystore.initial_md5sum
+	fi
 	if [ "${ES_SKIP_SET_KERNEL_PARAMETERS:-false}" = true ]; then
 		echo "stand-in elasticsearch: ES_SKIP_SET_KERNEL_PARAMETERS=true, kernel parameters left alone"
 	else
 		sysctl -q -w vm.max_map_count=262144 || true
 	fi
-	echo "stand-in elasticsearch ` + ver + ` installed (not the real package)"
+` + autoconfigure + `	echo "stand-in elasticsearch ` + ver + ` installed (not the real package)"
 fi
 `},
 		"DEBIAN/postrm": {mode: 0o755, body: `#!/bin/sh
@@ -185,6 +250,9 @@ fi
 		"usr/share/elasticsearch/bin/elasticsearch-plugin":   {mode: 0o755, body: embedded("elasticsearch-plugin", ver)},
 		"usr/share/elasticsearch/bin/elasticsearch-keystore": {mode: 0o755, body: embedded("elasticsearch-keystore", ver)},
 		"usr/share/elasticsearch/lib/standin-es.py":          {mode: 0o644, body: embedded("standin-es.py", ver)},
+		"usr/share/elasticsearch/lib/standin-settings.json":  {mode: 0o644, body: string(settingsJSON)},
+		"usr/share/elasticsearch/lib/standin-autoconfig.py":  {mode: 0o644, body: embedded("standin-autoconfig.py", ver)},
+		"usr/share/elasticsearch/lib/standin_keystore.py":    {mode: 0o644, body: embedded("standin_keystore.py", ver)},
 		"usr/share/elasticsearch/plugins":                    {dir: true},
 		"usr/share/elasticsearch/modules":                    {dir: true},
 		"usr/share/elasticsearch/README.standin":             {mode: 0o644, body: "Stand-in, not the real Elasticsearch " + ver + ".\n"},
@@ -199,7 +267,7 @@ path.logs: /var/log/elasticsearch
 `},
 		"etc/elasticsearch/jvm.options":       {mode: 0o660, body: "## JVM configuration (stand-in, not the real package's file)\n" + heap + "-XX:+HeapDumpOnOutOfMemoryError\n"},
 		"etc/elasticsearch/log4j2.properties": {mode: 0o660, body: "# stand-in, not the real package's file\nstatus = error\n"},
-		"etc/default/elasticsearch":           {mode: 0o644, body: "# stand-in, not the real package's file\nES_PATH_CONF=/etc/elasticsearch\n"},
+		"etc/default/elasticsearch":           {mode: 0o644, body: defaults},
 		"usr/lib/systemd/system/elasticsearch.service": {mode: 0o644, body: `[Unit]
 Description=Elasticsearch (stand-in, not the real package)
 Wants=network-online.target
@@ -234,7 +302,7 @@ WantedBy=multi-user.target
 	if v.Major >= 7 {
 		t["etc/elasticsearch/jvm.options.d"] = entry{dir: true}
 	}
-	return t
+	return t, nil
 }
 
 func cwTree(arch string) map[string]entry {

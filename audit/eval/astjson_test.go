@@ -1,0 +1,88 @@
+package eval
+
+import (
+	"bytes"
+	"encoding/json"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/esbake/packer-plugin-elasticsearch/audit/internal/fleetfacts"
+)
+
+// TestParseInputMatchesOPA: the direct JSON-to-value parser gives exactly
+// what ast.ValueFromReader gives, on the fixtures, large firewalls, random
+// rulesets and the awkward corners of JSON (escapes, surrogate pairs,
+// invalid UTF-8, number spellings, duplicate keys, deep nesting), and
+// rejects what it rejects.
+func TestParseInputMatchesOPA(t *testing.T) {
+	var docs [][]byte
+	add := func(v any) {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, b)
+	}
+	add(cleanNode())
+	add(seedNode())
+	big := cleanNode()
+	fleetfacts.WithFirewallRules(big.Facts, 200)
+	add(big)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 20 {
+		in := cleanNode()
+		in.Facts.Firewall = randomFirewall(rng, 30)
+		add(in)
+	}
+	for _, s := range []string{
+		`{"a":"tab\there \"quoted\" \\ \/ \u00e9 \ud83d\ude00 \u0000"}`,
+		"{\"raw\":\"caf\xc3\xa9 and \xff broken\"}",
+		`[0, -0, 1.50, 1e3, 1E+3, -2.5e-7, 12345678901234567890123, 0.1]`,
+		`{"k":1,"k":2,"k":{"x":[true,false,null]}}`,
+		` { "sp" : [ 1 , { } , [ ] , "" ] } `,
+		`"just a string"`, `42`, `null`,
+		`[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]`,
+	} {
+		docs = append(docs, []byte(s))
+	}
+	for i, d := range docs {
+		want, werr := ast.ValueFromReader(bytes.NewReader(d))
+		got, gerr := parseInput(d)
+		if werr != nil || gerr != nil {
+			t.Fatalf("doc %d: errors %v / %v", i, werr, gerr)
+		}
+		if got.Compare(want) != 0 || got.String() != want.String() {
+			t.Errorf("doc %d differs:\nparseInput:      %.400s\nValueFromReader: %.400s", i, got, want)
+		}
+	}
+	for _, bad := range []string{``, `{`, `{"a":}`, `[1,]`, `{"a" 1}`, `1.`, `tru`, `"open`, "\"ctl\x01\"", `NaN`} {
+		if _, err := parseInput([]byte(bad)); err == nil {
+			t.Errorf("%q: parsed, want an error", bad)
+		}
+	}
+}
+
+func BenchmarkParseInput(b *testing.B) {
+	in := cleanNode()
+	fleetfacts.WithFirewallRules(in.Facts, 200)
+	doc, err := json.Marshal(in)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("direct", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := parseInput(doc); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("ValueFromReader", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := ast.ValueFromReader(bytes.NewReader(doc)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,0 +1,25 @@
+package boot
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+)
+
+// NodeAWSConfig is the AWS configuration esnode's clients use on a node:
+// the region from instance metadata and the default credential chain (the
+// instance profile on EC2), whose metadata provider reads imdsEndpoint when
+// set (the service boot reads). purpose names the clients in errors.
+func NodeAWSConfig(ctx context.Context, region, imdsEndpoint, purpose string) (aws.Config, error) {
+	opts := []func(*config.LoadOptions) error{config.WithRegion(region)}
+	if imdsEndpoint != "" {
+		opts = append(opts, config.WithEC2IMDSEndpoint(imdsEndpoint))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("load AWS configuration for %s: %w", purpose, err)
+	}
+	return cfg, nil
+}
