@@ -126,10 +126,23 @@ drops_all(r) if {
 	in_input(r)
 }
 
-# accepting and dropping are those rules, with their index.
-accepting := [[i, r] | some i, r in rules; accepts_new(r)]
+# accepting and dropping are those rules, with their index. esaudit judges
+# every rule once in Go and passes the indices as input.derived.firewall
+# (audit/eval/firewall_model.go: ~25 µs per rule less); without it (opa
+# eval, conftest, a firewall not in the collector's shape) the rules above
+# decide, with the same result.
+model := m if {
+	m := input.derived.firewall
+	is_object(m)
+}
 
-dropping := [[j, r] | some j, r in rules; drops_all(r)]
+accepting := [[i, rules[i]] | some i in model.accepting] if {
+	is_object(model)
+} else := [[i, r] | some i, r in rules; accepts_new(r)]
+
+dropping := [[j, rules[j]] | some j in model.dropping] if {
+	is_object(model)
+} else := [[j, r] | some j, r in rules; drops_all(r)]
 
 # opens: r accepts new TCP connections to port p in an input chain.
 opens(r, p) if {

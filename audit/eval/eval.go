@@ -135,6 +135,9 @@ type Engine struct {
 	checks []check // the finding sets the query reads, one binding each
 	query  rego.PreparedEvalQuery
 	digest string
+	// regoFirewall leaves input.derived out, so the policies judge the
+	// firewall rules themselves (the equivalence tests compare both).
+	regoFirewall bool
 }
 
 // Digest is "sha256:<hex>" over every policy file loaded (name and
@@ -271,6 +274,9 @@ func (e *Engine) EvaluateJSON(ctx context.Context, input []byte) ([]Finding, err
 }
 
 func (e *Engine) evaluate(ctx context.Context, input ast.Value) ([]Finding, error) {
+	if !e.regoFirewall {
+		input = withDerived(input)
+	}
 	rs, err := e.query.Eval(ctx, rego.EvalParsedInput(input))
 	if err != nil {
 		return nil, fmt.Errorf("evaluate policies: %w", err)

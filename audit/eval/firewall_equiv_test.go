@@ -2,14 +2,19 @@ package eval
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/esbake/packer-plugin-elasticsearch/audit/internal/fleetfacts"
 	"github.com/esbake/packer-plugin-elasticsearch/facts"
@@ -43,24 +48,20 @@ func pairwisePolicies(t testing.TB) fs.FS {
 	return m
 }
 
-// TestFirewallLibraryEquivalent runs the one-pass firewall library and the
-// pairwise one it replaced over the fixtures, realistic large firewalls and
-// a generated corpus of random rulesets (jumps, loops, shadowing drops,
-// negations, every backend and family), and requires the same findings,
-// field for field, from every rule.
-func TestFirewallLibraryEquivalent(t *testing.T) {
-	ctx := context.Background()
-	cur := newEngine(t, Options{})
-	old := newEngine(t, Options{FS: pairwisePolicies(t)})
-
-	docs := map[string]Input{"clean": cleanNode(), "seed": seedNode()}
+// firewallCorpus is the fixtures, realistic large firewalls and a generated
+// corpus of random rulesets (jumps, loops, shadowing drops, negations,
+// every backend and family), some with a rule or chain not in the
+// collector's shape (the engine's Go model then steps aside).
+func firewallCorpus(t testing.TB) map[string][]byte {
+	t.Helper()
+	docs := map[string]Input{"clean": cleanNode(), "seed": seedNode(), "no-facts": {Node: NodeInfo{Name: "n"}}}
 	for _, n := range []int{50, 200} {
 		in := cleanNode()
 		fleetfacts.WithFirewallRules(in.Facts, n)
 		docs[fmt.Sprintf("clean-%d-rules", n)] = in
 	}
 	rng := rand.New(rand.NewPCG(14, 2026))
-	for i := range 120 {
+	for i := range 160 {
 		in := cleanNode()
 		if i%3 == 0 {
 			in = seedNode()
@@ -68,19 +69,74 @@ func TestFirewallLibraryEquivalent(t *testing.T) {
 		in.Facts.Firewall = randomFirewall(rng, 1+rng.IntN(30))
 		docs[fmt.Sprintf("random-%03d", i)] = in
 	}
+	out := map[string][]byte{}
+	for name, in := range docs {
+		b, err := json.Marshal(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[name] = b
+		if !strings.HasPrefix(name, "random-") || rng.IntN(6) != 0 {
+			continue
+		}
+		// A copy with one rule or chain not in the collector's shape.
+		var doc map[string]any
+		if err := json.Unmarshal(b, &doc); err != nil {
+			t.Fatal(err)
+		}
+		fw := doc["facts"].(map[string]any)["firewall"].(map[string]any)
+		rules, chains := fw["rules"].([]any), fw["chains"].([]any)
+		r := rules[rng.IntN(len(rules))].(map[string]any)
+		switch rng.IntN(5) {
+		case 0:
+			delete(r, "family")
+		case 1:
+			r["target"] = nil
+		case 2:
+			r["hook"] = 7
+		case 3:
+			rules[rng.IntN(len(rules))] = "-A INPUT -j ACCEPT"
+		case 4:
+			chains[rng.IntN(len(chains))].(map[string]any)["hook"] = nil
+		}
+		if out[name+"-odd"], err = json.Marshal(doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
 
+// TestFirewallLibraryEquivalent runs the one-pass firewall library with the
+// engine's Go model, the same library judging every rule in Rego, and the
+// pairwise library it replaced over firewallCorpus, and requires the same
+// findings, field for field, from every rule.
+func TestFirewallLibraryEquivalent(t *testing.T) {
+	ctx := context.Background()
+	cur := newEngine(t, Options{})
+	inRego := newEngine(t, Options{})
+	inRego.regoFirewall = true
+	old := newEngine(t, Options{FS: pairwisePolicies(t)})
+
+	docs := firewallCorpus(t)
 	exposures, flagged := 0, 0
 	for name, in := range docs {
-		want, err := old.Evaluate(ctx, in)
+		want, err := old.EvaluateJSON(ctx, in)
 		if err != nil {
 			t.Fatalf("%s: pairwise library: %v", name, err)
 		}
-		got, err := cur.Evaluate(ctx, in)
+		got, err := cur.EvaluateJSON(ctx, in)
 		if err != nil {
-			t.Fatalf("%s: one-pass library: %v", name, err)
+			t.Fatalf("%s: one-pass library, Go model: %v", name, err)
 		}
 		if !reflect.DeepEqual(got, want) {
-			t.Errorf("%s: findings differ\none-pass: %+v\npairwise: %+v", name, got, want)
+			t.Errorf("%s: findings differ\none-pass, Go model: %+v\npairwise: %+v", name, got, want)
+		}
+		gotRego, err := inRego.EvaluateJSON(ctx, in)
+		if err != nil {
+			t.Fatalf("%s: one-pass library in Rego: %v", name, err)
+		}
+		if !reflect.DeepEqual(gotRego, want) {
+			t.Errorf("%s: findings differ\none-pass in Rego: %+v\npairwise: %+v", name, gotRego, want)
 		}
 		n := 0
 		for _, f := range want {
@@ -99,6 +155,110 @@ func TestFirewallLibraryEquivalent(t *testing.T) {
 	if flagged < len(docs)/5 || flagged > len(docs)*9/10 {
 		t.Errorf("%d of %d documents flagged by ES-NET-002: the corpus does not exercise both outcomes", flagged, len(docs))
 	}
+}
+
+// TestFirewallModelEquivalent compares the Go model's accepting and
+// dropping rules with what lib_firewall.rego computes without it, rule by
+// rule, over firewallCorpus; where the model steps aside (a rule not in
+// the collector's shape) input.derived must be empty.
+func TestFirewallModelEquivalent(t *testing.T) {
+	ctx := context.Background()
+	pq, err := rego.New(rego.Query("a = data.esbake.lib.firewall.accepting; d = data.esbake.lib.firewall.dropping"),
+		rego.ParsedModule(mustModule(t, "lib.rego")), rego.ParsedModule(mustModule(t, "lib_firewall.rego")),
+		rego.SetRegoVersion(ast.RegoV1)).PrepareForEval(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	indices := func(v any) []int {
+		out := []int{}
+		for _, pair := range v.([]any) {
+			n, _ := pair.([]any)[0].(json.Number).Int64()
+			out = append(out, int(n))
+		}
+		return out
+	}
+	modelled, aside, judged := 0, 0, 0
+	for name, b := range firewallCorpus(t) {
+		v, err := parseInput(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, err := pq.Eval(ctx, rego.EvalParsedInput(v))
+		if err != nil || len(rs) != 1 {
+			t.Fatalf("%s: %v %v", name, rs, err)
+		}
+		wantAcc, wantDrop := indices(rs[0].Bindings["a"]), indices(rs[0].Bindings["d"])
+		acc, drop, ok := firewallModel(v.(ast.Object))
+		derived := withDerived(v).(ast.Object).Get(ast.StringTerm("derived")).Value.(ast.Object)
+		if !ok {
+			aside++
+			if derived.Len() != 0 {
+				t.Errorf("%s: model stepped aside but input.derived is %v", name, derived)
+			}
+			continue
+		}
+		modelled++
+		judged += len(wantAcc) + len(wantDrop)
+		if !slices.Equal(acc, wantAcc) || !slices.Equal(drop, wantDrop) {
+			t.Errorf("%s: Go model accepting %v dropping %v, Rego %v and %v", name, acc, drop, wantAcc, wantDrop)
+		}
+	}
+	t.Logf("%d documents modelled (%d accepting or dropping rules), %d left to Rego", modelled, judged, aside)
+	if aside == 0 || modelled < 100 || judged < 100 {
+		t.Errorf("corpus: %d modelled with %d rules judged, %d left to Rego: both paths must be exercised", modelled, judged, aside)
+	}
+}
+
+// TestFirewallModelReplacesDerived: an input.derived the document brought
+// along never reaches the policies; the engine's own replaces it.
+func TestFirewallModelReplacesDerived(t *testing.T) {
+	ctx := context.Background()
+	e := newEngine(t, Options{})
+	in := seedNode()
+	in.Facts.Firewall = facts.Firewall{Backend: "iptables", DefaultInputPolicy: "DROP",
+		Chains: []facts.Chain{{Backend: "iptables", Family: "ipv4", Table: "filter", Name: "INPUT", Hook: "input", Policy: "DROP"}},
+		Rules: []facts.FirewallRule{{Backend: "iptables", Family: "ipv4", Table: "filter", Chain: "INPUT", Hook: "input",
+			Proto: "tcp", DPorts: []facts.PortRange{{From: 9200, To: 9200}}, Sources: []string{}, Target: "ACCEPT", Raw: "-A INPUT -p tcp --dport 9200 -j ACCEPT"}}}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	want, err := e.EvaluateJSON(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(ruleIDs(want), "ES-NET-002") {
+		t.Fatalf("an ACCEPT of 9200 from anywhere is not reported: %+v", want)
+	}
+	doc["derived"] = map[string]any{"firewall": map[string]any{"accepting": []any{}, "dropping": []any{}}}
+	forged, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.EvaluateJSON(ctx, forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("a forged input.derived changed the findings:\ngot  %+v\nwant %+v", got, want)
+	}
+}
+
+func mustModule(t *testing.T, name string) *ast.Module {
+	t.Helper()
+	b, err := fs.ReadFile(policies.FS, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ast.ParseModuleWithOpts(name, string(b), ast.ParserOptions{RegoVersion: ast.RegoV1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // randomFirewall is a random but well-formed ruleset: built-in and custom
@@ -136,7 +296,7 @@ func randomFirewall(rng *rand.Rand, n int) facts.Firewall {
 		} else {
 			r.Chain = custom[rng.IntN(len(custom))]
 		}
-		r.Target = pick("ACCEPT", "ACCEPT", "ACCEPT", "DROP", "DROP", "REJECT", "RETURN", "LOG", "", "ESNODE-INPUT", "C1", "C2", "C3")
+		r.Target = pick("ACCEPT", "ACCEPT", "ACCEPT", "DROP", "DROP", "REJECT", "RETURN", "LOG", "", "MARK", "NFQUEUE", "ESNODE-INPUT", "C1", "C2", "C3")
 		r.Proto = pick("", "tcp", "tcp", "tcp", "udp", "all", "6")
 		for range rng.IntN(3) {
 			r.DPorts = append(r.DPorts, ports[rng.IntN(len(ports))])
@@ -165,8 +325,9 @@ func randomFirewall(rng *rand.Rand, n int) facts.Firewall {
 
 // BenchmarkFirewallRules (P3's second case) evaluates the clean node with
 // its own 6-rule firewall and grown to 50 and 200 rules, interleaved in one
-// loop so machine load hits every size alike, with the one-pass library and
-// the pairwise one it replaced. Metrics: CPU-ms per evaluation of each size
+// loop so machine load hits every size alike: rules judged by the engine's
+// Go model (what esaudit runs), by the one-pass library in Rego (what opa
+// and conftest run), and by the pairwise library that preceded it. Metrics: CPU-ms per evaluation of each size
 // and the 200-rule/6-rule cost ratio (target ≤ 2).
 func BenchmarkFirewallRules(b *testing.B) {
 	ctx := context.Background()
@@ -180,11 +341,13 @@ func BenchmarkFirewallRules(b *testing.B) {
 		}
 	}
 	for _, lib := range []struct {
-		name string
-		opts Options
-	}{{"one-pass", Options{}}, {"pairwise", Options{FS: pairwisePolicies(b)}}} {
+		name         string
+		opts         Options
+		regoFirewall bool
+	}{{"go-model", Options{}, false}, {"one-pass-rego", Options{}, true}, {"pairwise", Options{FS: pairwisePolicies(b)}, true}} {
 		b.Run(lib.name, func(b *testing.B) {
 			e := newEngine(b, lib.opts)
+			e.regoFirewall = lib.regoFirewall
 			cpu := make([]int64, len(sizes))
 			for b.Loop() {
 				for i, in := range docs {
