@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -15,8 +16,8 @@ import (
 // their literal text, as ValueFromReader's json.Number does. Anything it
 // does not accept goes to ValueFromReader, which then reports the error.
 func parseInput(data []byte) (ast.Value, error) {
-	p := jsonParser{data: data}
-	v, err := p.value(0)
+	p := jsonParser{data: data, strs: map[string]*ast.Term{}}
+	t, err := p.value(0)
 	if err == nil {
 		p.space()
 		if p.pos != len(p.data) {
@@ -26,7 +27,7 @@ func parseInput(data []byte) (ast.Value, error) {
 	if err != nil {
 		return ast.ValueFromReader(bytes.NewReader(data))
 	}
-	return v, nil
+	return t.Value, nil
 }
 
 var errJSONFallback = fmt.Errorf("not handled by the fast parser")
@@ -34,9 +35,21 @@ var errJSONFallback = fmt.Errorf("not handled by the fast parser")
 // maxDepth bounds nesting, as encoding/json does (10000).
 const maxDepth = 10000
 
+// maxSharedString is the longest string value shared between the places
+// it occurs: keys and short words (iptables, filter, tcp) repeat in every
+// firewall rule and path entry, addresses and raw lines do not.
+const maxSharedString = 24
+
 type jsonParser struct {
 	data []byte
 	pos  int
+	// strs shares one term per distinct key or short string (terms are
+	// immutable once built, as OPA's own interned terms are).
+	strs map[string]*ast.Term
+	// members and elems are stacks the objects and arrays being read push
+	// onto, so reading one allocates only the value itself.
+	members [][2]*ast.Term
+	elems   []*ast.Term
 }
 
 func (p *jsonParser) space() {
@@ -50,7 +63,7 @@ func (p *jsonParser) space() {
 	}
 }
 
-func (p *jsonParser) value(depth int) (ast.Value, error) {
+func (p *jsonParser) value(depth int) (*ast.Term, error) {
 	if depth > maxDepth {
 		return nil, errJSONFallback
 	}
@@ -61,15 +74,15 @@ func (p *jsonParser) value(depth int) (ast.Value, error) {
 	switch c := p.data[p.pos]; {
 	case c == '{':
 		p.pos++
-		var terms [][2]*ast.Term
 		p.space()
 		if p.pos < len(p.data) && p.data[p.pos] == '}' {
 			p.pos++
-			return ast.NewObject(), nil
+			return ast.NewTerm(ast.NewObject()), nil
 		}
+		base := len(p.members)
 		for {
 			p.space()
-			k, err := p.str()
+			k, err := p.strTerm(true)
 			if err != nil {
 				return nil, err
 			}
@@ -82,52 +95,57 @@ func (p *jsonParser) value(depth int) (ast.Value, error) {
 			if err != nil {
 				return nil, err
 			}
-			terms = append(terms, [2]*ast.Term{ast.StringTerm(k), ast.NewTerm(v)})
+			p.members = append(p.members, [2]*ast.Term{k, v})
 			if more, err := p.more('}'); err != nil {
 				return nil, err
 			} else if more {
 				continue
 			}
-			// Insert keeps the last of duplicate keys, as encoding/json does.
-			obj := ast.NewObject()
-			for _, t := range terms {
-				obj.Insert(t[0], t[1])
+			members := p.members[base:]
+			p.members = p.members[:base]
+			if hasDuplicateKey(members) {
+				// Insert keeps the last of duplicate keys, as encoding/json
+				// does.
+				obj := ast.NewObject()
+				for _, m := range members {
+					obj.Insert(m[0], m[1])
+				}
+				return ast.NewTerm(obj), nil
 			}
-			return obj, nil
+			return ast.NewTerm(ast.NewObject(members...)), nil
 		}
 	case c == '[':
 		p.pos++
-		var elems []*ast.Term
 		p.space()
 		if p.pos < len(p.data) && p.data[p.pos] == ']' {
 			p.pos++
-			return ast.NewArray(), nil
+			return ast.NewTerm(ast.NewArray()), nil
 		}
+		base := len(p.elems)
 		for {
 			v, err := p.value(depth + 1)
 			if err != nil {
 				return nil, err
 			}
-			elems = append(elems, ast.NewTerm(v))
+			p.elems = append(p.elems, v)
 			if more, err := p.more(']'); err != nil {
 				return nil, err
 			} else if more {
 				continue
 			}
-			return ast.NewArray(elems...), nil
+			// The array keeps its slice: copy it off the stack.
+			elems := slices.Clone(p.elems[base:])
+			p.elems = p.elems[:base]
+			return ast.NewTerm(ast.NewArray(elems...)), nil
 		}
 	case c == '"':
-		s, err := p.str()
-		if err != nil {
-			return nil, err
-		}
-		return ast.String(s), nil
+		return p.strTerm(false)
 	case c == 't':
-		return p.literal("true", ast.Boolean(true))
+		return p.literal("true", ast.InternedTerm(true))
 	case c == 'f':
-		return p.literal("false", ast.Boolean(false))
+		return p.literal("false", ast.InternedTerm(false))
 	case c == 'n':
-		return p.literal("null", ast.Null{})
+		return p.literal("null", ast.InternedNullTerm)
 	case c == '-' || c >= '0' && c <= '9':
 		start := p.pos
 		for p.pos < len(p.data) {
@@ -138,57 +156,114 @@ func (p *jsonParser) value(depth int) (ast.Value, error) {
 			}
 			break
 		}
-		lit := string(p.data[start:p.pos])
+		lit := p.data[start:p.pos]
 		// Only what encoding/json accepts as a number.
-		if !json.Valid(p.data[start:p.pos]) {
+		if !json.Valid(lit) {
 			return nil, errJSONFallback
 		}
-		return ast.Number(lit), nil
+		if t := ast.InternedIntNumberTermFromString(string(lit)); t != nil {
+			return t, nil
+		}
+		return ast.NumberTerm(json.Number(lit)), nil
 	}
 	return nil, errJSONFallback
 }
 
-func (p *jsonParser) literal(word string, v ast.Value) (ast.Value, error) {
+// hasDuplicateKey reports whether two members share a key (keys from
+// strTerm are shared, so equal keys are mostly the same pointer).
+func hasDuplicateKey(members [][2]*ast.Term) bool {
+	if len(members) > 16 {
+		seen := make(map[ast.String]struct{}, len(members))
+		for _, m := range members {
+			k := m[0].Value.(ast.String)
+			if _, ok := seen[k]; ok {
+				return true
+			}
+			seen[k] = struct{}{}
+		}
+		return false
+	}
+	for i := 1; i < len(members); i++ {
+		for j := range i {
+			if members[i][0].Value.(ast.String) == members[j][0].Value.(ast.String) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (p *jsonParser) literal(word string, t *ast.Term) (*ast.Term, error) {
 	if !bytes.HasPrefix(p.data[p.pos:], []byte(word)) {
 		return nil, errJSONFallback
 	}
 	p.pos += len(word)
-	return v, nil
+	return t, nil
 }
 
-// str reads a string; plain ones (no escapes, valid UTF-8, no control
-// characters) are sliced directly, the others go through encoding/json.
-func (p *jsonParser) str() (string, error) {
+// strTerm reads a string as a term, shared with earlier occurrences when
+// it is a key or short.
+func (p *jsonParser) strTerm(key bool) (*ast.Term, error) {
+	plain, s, err := p.str()
+	if err != nil {
+		return nil, err
+	}
+	if plain != nil {
+		if !key && len(plain) > maxSharedString {
+			return ast.StringTerm(string(plain)), nil
+		}
+		// Indexing with string(plain) does not allocate.
+		if t, ok := p.strs[string(plain)]; ok {
+			return t, nil
+		}
+		s = string(plain)
+	} else {
+		if !key && len(s) > maxSharedString {
+			return ast.StringTerm(s), nil
+		}
+		if t, ok := p.strs[s]; ok {
+			return t, nil
+		}
+	}
+	t := ast.InternedTerm(s)
+	p.strs[s] = t
+	return t, nil
+}
+
+// str reads a string: plain ones (no escapes, valid UTF-8, no control
+// characters) come back as the bytes between the quotes, the others
+// decoded by encoding/json.
+func (p *jsonParser) str() (plain []byte, decoded string, err error) {
 	if p.pos >= len(p.data) || p.data[p.pos] != '"' {
-		return "", errJSONFallback
+		return nil, "", errJSONFallback
 	}
 	start := p.pos
 	p.pos++
-	plain := true
+	isPlain := true
 	for p.pos < len(p.data) {
 		c := p.data[p.pos]
 		switch {
 		case c == '"':
 			p.pos++
 			raw := p.data[start:p.pos]
-			if plain && utf8.Valid(raw) {
-				return string(raw[1 : len(raw)-1]), nil
+			if isPlain && utf8.Valid(raw) {
+				return raw[1 : len(raw)-1], "", nil
 			}
 			var s string
 			if err := json.Unmarshal(raw, &s); err != nil {
-				return "", errJSONFallback
+				return nil, "", errJSONFallback
 			}
-			return s, nil
+			return nil, s, nil
 		case c == '\\':
-			plain = false
+			isPlain = false
 			p.pos += 2
 			continue
 		case c < 0x20:
-			return "", errJSONFallback
+			return nil, "", errJSONFallback
 		}
 		p.pos++
 	}
-	return "", errJSONFallback
+	return nil, "", errJSONFallback
 }
 
 // more consumes what follows an object member or array element: ',' (more
