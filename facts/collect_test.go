@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -498,6 +499,22 @@ func TestFactsJSONRoundTrip(t *testing.T) {
 	}
 	if _, err := Parse([]byte("junk")); err == nil {
 		t.Error("Parse accepted junk")
+	}
+	// Parse decodes once on the usual path; the odd documents still get
+	// the schema probe's messages.
+	if _, err := Parse(append(slices.Clone(b), " {}"...)); err == nil || !strings.Contains(err.Error(), "not valid JSON") {
+		t.Errorf("Parse of a document with trailing data: %v", err)
+	}
+	if _, err := Parse(append(slices.Clone(b), " \n"...)); err != nil {
+		t.Errorf("Parse of a document with trailing white space: %v", err)
+	}
+	mistyped := `{"schema_version":"esbake.facts/v2","host":7}`
+	if _, err := Parse([]byte(mistyped)); err == nil || !strings.Contains(err.Error(), `schema_version is "esbake.facts/v2"`) {
+		t.Errorf("Parse of another version that does not decode: %v", err)
+	}
+	mistyped = `{"schema_version":"` + SchemaVersion + `","host":7}`
+	if _, err := Parse([]byte(mistyped)); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Errorf("Parse of a document that does not decode: %v", err)
 	}
 }
 

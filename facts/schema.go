@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/esbake/packer-plugin-elasticsearch/spec"
@@ -390,6 +391,15 @@ func (f *Facts) JSON() ([]byte, error) {
 // Parse reads a facts document of this schema version and refuses others,
 // so an auditor never checks a document it misreads.
 func Parse(data []byte) (*Facts, error) {
+	// The usual document decodes once; only a failed or foreign one is
+	// read again for the schema version, whose message comes first.
+	var f Facts
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	err := dec.Decode(&f)
+	if err == nil && f.SchemaVersion == SchemaVersion && !trailingData(dec) {
+		return &f, nil
+	}
 	var probe struct {
 		SchemaVersion *string `json:"schema_version"`
 	}
@@ -402,11 +412,15 @@ func Parse(data []byte) (*Facts, error) {
 	case *probe.SchemaVersion != SchemaVersion:
 		return nil, fmt.Errorf("facts schema_version is %q; this tool reads %q: collect with a matching esnode", *probe.SchemaVersion, SchemaVersion)
 	}
-	var f Facts
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := dec.Decode(&f); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("facts document does not match %s: %w", SchemaVersion, err)
 	}
 	return &f, nil
+}
+
+// trailingData reports whether more than white space follows the first
+// JSON value (json.Unmarshal, which the schema probe uses, refuses that).
+func trailingData(dec *json.Decoder) bool {
+	_, err := dec.Token()
+	return err != io.EOF
 }
