@@ -1,7 +1,9 @@
 package report
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -42,7 +44,9 @@ type sarifLog struct {
 type sarifRun struct {
 	Tool        sarifTool         `json:"tool"`
 	Invocations []sarifInvocation `json:"invocations"`
-	Results     []sarifResult     `json:"results"`
+	// Results is resultsPlaceholder when written: WriteSARIF streams the
+	// results in its place.
+	Results any `json:"results"`
 	// AutomationDetails.ID is "<category>/<run>": code scanning keeps
 	// uploads of different categories (clusters) apart.
 	AutomationDetails *sarifAutomation `json:"automationDetails,omitempty"`
@@ -203,7 +207,6 @@ func WriteSARIF(w io.Writer, r *Result) error {
 		inv.StartTimeUTC = r.StartedAt.UTC().Format("2006-01-02T15:04:05.000Z")
 		inv.EndTimeUTC = r.FinishedAt.UTC().Format("2006-01-02T15:04:05.000Z")
 	}
-	results := []sarifResult{}
 	for _, n := range r.Nodes {
 		logical := []sarifLogical{{Name: n.Name, FullyQualifiedName: nodeFQN(n), Kind: "resource"}}
 		if n.Status == NodeError {
@@ -228,41 +231,6 @@ func WriteSARIF(w io.Writer, r *Result) error {
 			}
 			inv.Notifications = append(inv.Notifications, note)
 		}
-		for _, f := range n.Findings {
-			uri, line := ArtifactURI(n, f)
-			loc := sarifLocation{
-				PhysicalLocation: &sarifPhysical{
-					ArtifactLocation: sarifArtifact{URI: uri},
-					Region:           &sarifRegion{StartLine: max(line, 1)},
-				},
-				LogicalLocations: logical,
-			}
-			res := sarifResult{
-				RuleID:              f.RuleID,
-				RuleIndex:           index[f.RuleID],
-				Level:               sarifLevel(f.Severity),
-				Message:             sarifText{Text: fmt.Sprintf("%s: %s", n.Name, f.Message)},
-				Locations:           []sarifLocation{loc},
-				PartialFingerprints: map[string]string{"esauditFinding/v1": f.ID},
-				Properties:          map[string]any{"node": n.Name, "severity": f.Severity},
-			}
-			if f.Resource != "" {
-				res.Properties["resource"] = f.Resource
-			}
-			if n.InstanceID != "" {
-				res.Properties["instance_id"] = n.InstanceID
-			}
-			if len(f.Details) > 0 {
-				res.Properties["details"] = f.Details
-			}
-			if f.Note != "" {
-				res.Properties["note"] = f.Note
-			}
-			if f.Status == StatusWaived && f.Waiver != nil {
-				res.Suppressions = []sarifSuppression{{Kind: "external", Status: "accepted", Justification: fmt.Sprintf("%s (expires %s)", f.Waiver.Justification, f.Waiver.Expires)}}
-			}
-			results = append(results, res)
-		}
 	}
 	for _, uw := range r.UnusedWaivers {
 		inv.Notifications = append(inv.Notifications, sarifNotification{
@@ -278,19 +246,63 @@ func WriteSARIF(w io.Writer, r *Result) error {
 	run := sarifRun{
 		Tool:        sarifTool{Driver: driver},
 		Invocations: []sarifInvocation{inv},
-		Results:     results,
+		Results:     resultsPlaceholder,
 		Properties:  map[string]any{"esaudit": map[string]any{"summary": r.Summary, "fail_on": r.FailOn, "policies": r.Policies, "policies_digest": r.PoliciesDigest}},
 	}
 	cat := nonEmpty(r.Category, "esaudit")
 	run.AutomationDetails = &sarifAutomation{ID: cat + "/" + r.StartedAt.UTC().Format("20060102T150405Z")}
 	log := sarifLog{Schema: SARIFSchema, Version: "2.1.0", Runs: []sarifRun{run}}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(log); err != nil {
+	// Everything but the results is encoded whole; the results, which grow
+	// with the fleet, are encoded one at a time in the placeholder's place,
+	// indented as encoding/json would indent them there.
+	doc, err := json.MarshalIndent(log, "", "  ")
+	if err != nil {
 		return fmt.Errorf("encode SARIF report: %w", err)
+	}
+	before, after, ok := bytes.Cut(doc, resultsPlaceholderJSON)
+	if !ok {
+		return errors.New("encode SARIF report: results placeholder missing")
+	}
+	if _, err := w.Write(before); err != nil {
+		return fmt.Errorf("write SARIF report: %w", err)
+	}
+	const indent = "        " // results sit at depth 4: log, runs, run, results
+	sep := "[\n" + indent
+	err = r.sarifResults(index, func(res sarifResult) error {
+		b, err := json.MarshalIndent(res, indent, "  ")
+		if err != nil {
+			return fmt.Errorf("encode SARIF result: %w", err)
+		}
+		if _, err := io.WriteString(w, sep); err != nil {
+			return err
+		}
+		sep = ",\n" + indent
+		_, err = w.Write(b)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("write SARIF report: %w", err)
+	}
+	closing := "\n" + indent[:len(indent)-2] + "]"
+	if sep[0] == '[' {
+		closing = "[]"
+	}
+	if _, err := io.WriteString(w, closing); err != nil {
+		return fmt.Errorf("write SARIF report: %w", err)
+	}
+	if _, err := w.Write(append(after, '\n')); err != nil {
+		return fmt.Errorf("write SARIF report: %w", err)
 	}
 	return nil
 }
+
+// resultsPlaceholder stands for the results array in the encoded log.
+const resultsPlaceholder = "\x00esaudit SARIF results\x00"
+
+var resultsPlaceholderJSON = func() []byte {
+	b, _ := json.Marshal(resultsPlaceholder)
+	return b
+}()
 
 var semverRe = regexp.MustCompile(`^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
 
@@ -375,4 +387,52 @@ func nonEmpty(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// sarifResults calls emit with each finding's result, node by node.
+func (r *Result) sarifResults(index map[string]int, emit func(sarifResult) error) error {
+	for _, n := range r.Nodes {
+		if n.Status == NodeError {
+			continue
+		}
+		logical := []sarifLogical{{Name: n.Name, FullyQualifiedName: nodeFQN(n), Kind: "resource"}}
+		for _, f := range n.Findings {
+			uri, line := ArtifactURI(n, f)
+			loc := sarifLocation{
+				PhysicalLocation: &sarifPhysical{
+					ArtifactLocation: sarifArtifact{URI: uri},
+					Region:           &sarifRegion{StartLine: max(line, 1)},
+				},
+				LogicalLocations: logical,
+			}
+			res := sarifResult{
+				RuleID:              f.RuleID,
+				RuleIndex:           index[f.RuleID],
+				Level:               sarifLevel(f.Severity),
+				Message:             sarifText{Text: fmt.Sprintf("%s: %s", n.Name, f.Message)},
+				Locations:           []sarifLocation{loc},
+				PartialFingerprints: map[string]string{"esauditFinding/v1": f.ID},
+				Properties:          map[string]any{"node": n.Name, "severity": f.Severity},
+			}
+			if f.Resource != "" {
+				res.Properties["resource"] = f.Resource
+			}
+			if n.InstanceID != "" {
+				res.Properties["instance_id"] = n.InstanceID
+			}
+			if len(f.Details) > 0 {
+				res.Properties["details"] = f.Details
+			}
+			if f.Note != "" {
+				res.Properties["note"] = f.Note
+			}
+			if f.Status == StatusWaived && f.Waiver != nil {
+				res.Suppressions = []sarifSuppression{{Kind: "external", Status: "accepted", Justification: fmt.Sprintf("%s (expires %s)", f.Waiver.Justification, f.Waiver.Expires)}}
+			}
+			if err := emit(res); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"fmt"
 	"image/png"
 	"os"
@@ -14,6 +15,39 @@ import (
 	"testing"
 	"time"
 )
+
+// TestStreamedReportsEdges: the streamed SARIF and JUnit writers (results
+// and suites written one at a time) stay valid with nothing to stream:
+// no nodes, and nodes without findings.
+func TestStreamedReportsEdges(t *testing.T) {
+	noFindings := sample()
+	for i := range noFindings.Nodes {
+		noFindings.Nodes[i].Findings = nil
+	}
+	for name, r := range map[string]*Result{"empty": {}, "no findings": noFindings} {
+		got := render(t, "sarif", r)
+		validateSARIF(t, got)
+		var log struct {
+			Runs []struct {
+				Results    []any          `json:"results"`
+				Properties map[string]any `json:"properties"`
+			} `json:"runs"`
+		}
+		if err := json.Unmarshal(got, &log); err != nil {
+			t.Fatalf("%s: SARIF: %v\n%s", name, err, got)
+		}
+		if len(log.Runs) != 1 || log.Runs[0].Results == nil || len(log.Runs[0].Results) != 0 || !bytes.Contains(got, []byte(`"results": [],`)) {
+			t.Errorf("%s: SARIF results are not an empty array:\n%s", name, got)
+		}
+		junit := render(t, "junit", r)
+		var doc struct {
+			Suites []struct{} `xml:"testsuite"`
+		}
+		if err := xml.Unmarshal(junit, &doc); err != nil || len(doc.Suites) != len(r.Nodes) {
+			t.Errorf("%s: JUnit: %v, %d suites for %d nodes\n%s", name, err, len(doc.Suites), len(r.Nodes), junit)
+		}
+	}
+}
 
 func TestSARIFGolden(t *testing.T) {
 	got := render(t, "sarif", sample())
