@@ -91,10 +91,11 @@ type sarifRule struct {
 }
 
 type sarifInvocation struct {
-	ExecutionSuccessful bool                `json:"executionSuccessful"`
-	StartTimeUTC        string              `json:"startTimeUtc,omitempty"`
-	EndTimeUTC          string              `json:"endTimeUtc,omitempty"`
-	Notifications       []sarifNotification `json:"toolExecutionNotifications,omitempty"`
+	ExecutionSuccessful bool   `json:"executionSuccessful"`
+	StartTimeUTC        string `json:"startTimeUtc,omitempty"`
+	EndTimeUTC          string `json:"endTimeUtc,omitempty"`
+	// Notifications is nil or notificationsPlaceholder when written.
+	Notifications any `json:"toolExecutionNotifications,omitempty"`
 }
 
 type sarifNotification struct {
@@ -207,15 +208,110 @@ func WriteSARIF(w io.Writer, r *Result) error {
 		inv.StartTimeUTC = r.StartedAt.UTC().Format("2006-01-02T15:04:05.000Z")
 		inv.EndTimeUTC = r.FinishedAt.UTC().Format("2006-01-02T15:04:05.000Z")
 	}
+	// Notifications (a node's errors and rules not evaluated) and results
+	// grow with the fleet: they are encoded one at a time where their
+	// placeholders sit in the encoded log, as encoding/json would indent
+	// them there; the rest is encoded whole.
+	noteCount := len(r.UnusedWaivers) + len(r.Warnings)
+	for _, n := range r.Nodes {
+		if n.Status == NodeError {
+			noteCount++
+		} else {
+			noteCount += len(n.NotEvaluated)
+		}
+	}
+	if noteCount > 0 {
+		inv.Notifications = notificationsPlaceholder
+	}
+	run := sarifRun{
+		Tool:        sarifTool{Driver: driver},
+		Invocations: []sarifInvocation{inv},
+		Results:     resultsPlaceholder,
+		Properties:  map[string]any{"esaudit": map[string]any{"summary": r.Summary, "fail_on": r.FailOn, "policies": r.Policies, "policies_digest": r.PoliciesDigest}},
+	}
+	cat := nonEmpty(r.Category, "esaudit")
+	run.AutomationDetails = &sarifAutomation{ID: cat + "/" + r.StartedAt.UTC().Format("20060102T150405Z")}
+	log := sarifLog{Schema: SARIFSchema, Version: "2.1.0", Runs: []sarifRun{run}}
+	doc, err := json.MarshalIndent(log, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode SARIF report: %w", err)
+	}
+	if noteCount > 0 {
+		var before []byte
+		before, doc, _ = bytes.Cut(doc, notificationsPlaceholderJSON)
+		if _, err := w.Write(before); err != nil {
+			return fmt.Errorf("write SARIF report: %w", err)
+		}
+		// Depth 6: log, runs, run, invocations, invocation, notifications.
+		err := streamJSONArray(w, strings.Repeat("  ", 6), func(emit func(any) error) error {
+			return r.sarifNotifications(index, func(n sarifNotification) error { return emit(n) })
+		})
+		if err != nil {
+			return fmt.Errorf("write SARIF report: %w", err)
+		}
+	}
+	before, after, ok := bytes.Cut(doc, resultsPlaceholderJSON)
+	if !ok {
+		return errors.New("encode SARIF report: results placeholder missing")
+	}
+	if _, err := w.Write(before); err != nil {
+		return fmt.Errorf("write SARIF report: %w", err)
+	}
+	// Depth 4: log, runs, run, results.
+	err = streamJSONArray(w, strings.Repeat("  ", 4), func(emit func(any) error) error {
+		return r.sarifResults(index, func(res sarifResult) error { return emit(res) })
+	})
+	if err != nil {
+		return fmt.Errorf("write SARIF report: %w", err)
+	}
+	if _, err := w.Write(append(after, '\n')); err != nil {
+		return fmt.Errorf("write SARIF report: %w", err)
+	}
+	return nil
+}
+
+// streamJSONArray writes the array of what each calls emit with, as
+// json.MarshalIndent(v, "", "  ") writes an array whose elements sit at
+// indent.
+func streamJSONArray(w io.Writer, indent string, each func(emit func(any) error) error) error {
+	sep := "[\n" + indent
+	err := each(func(v any) error {
+		b, err := json.MarshalIndent(v, indent, "  ")
+		if err != nil {
+			return err
+		}
+		if _, err := io.WriteString(w, sep); err != nil {
+			return err
+		}
+		sep = ",\n" + indent
+		_, err = w.Write(b)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	closing := "\n" + indent[:len(indent)-2] + "]"
+	if sep[0] == '[' {
+		closing = "[]"
+	}
+	_, err = io.WriteString(w, closing)
+	return err
+}
+
+// sarifNotifications calls emit with each tool notification: per node its
+// error or the rules not evaluated, then unused waivers and warnings.
+func (r *Result) sarifNotifications(index map[string]int, emit func(sarifNotification) error) error {
 	for _, n := range r.Nodes {
 		logical := []sarifLogical{{Name: n.Name, FullyQualifiedName: nodeFQN(n), Kind: "resource"}}
 		if n.Status == NodeError {
-			inv.Notifications = append(inv.Notifications, sarifNotification{
+			if err := emit(sarifNotification{
 				Level:     "error",
 				Message:   sarifText{Text: fmt.Sprintf("%s: %s: %s", n.Name, n.ErrorKind, n.Error)},
 				Locations: []sarifLocation{{LogicalLocations: logical}},
 				Descr:     &sarifDescrRef{ID: "esaudit/node-" + nonEmpty(n.ErrorKind, "error")},
-			})
+			}); err != nil {
+				return err
+			}
 			continue
 		}
 		for _, ne := range n.NotEvaluated {
@@ -229,80 +325,47 @@ func WriteSARIF(w io.Writer, r *Result) error {
 			if i, ok := index[ne.RuleID]; ok {
 				note.Rule = &sarifRuleRef{ID: ne.RuleID, Index: i}
 			}
-			inv.Notifications = append(inv.Notifications, note)
+			if err := emit(note); err != nil {
+				return err
+			}
 		}
 	}
 	for _, uw := range r.UnusedWaivers {
-		inv.Notifications = append(inv.Notifications, sarifNotification{
+		if err := emit(sarifNotification{
 			Level:      "note",
 			Message:    sarifText{Text: fmt.Sprintf("unused waiver: rule %s, nodes %s (line %d) matched no finding", uw.Rule, uw.Nodes, uw.Line)},
 			Descr:      &sarifDescrRef{ID: "esaudit/unused-waiver"},
 			Properties: map[string]any{"rule_id": uw.Rule, "nodes": uw.Nodes, "line": uw.Line},
-		})
-	}
-	for _, w := range r.Warnings {
-		inv.Notifications = append(inv.Notifications, sarifNotification{Level: "warning", Message: sarifText{Text: w}, Descr: &sarifDescrRef{ID: "esaudit/warning"}})
-	}
-	run := sarifRun{
-		Tool:        sarifTool{Driver: driver},
-		Invocations: []sarifInvocation{inv},
-		Results:     resultsPlaceholder,
-		Properties:  map[string]any{"esaudit": map[string]any{"summary": r.Summary, "fail_on": r.FailOn, "policies": r.Policies, "policies_digest": r.PoliciesDigest}},
-	}
-	cat := nonEmpty(r.Category, "esaudit")
-	run.AutomationDetails = &sarifAutomation{ID: cat + "/" + r.StartedAt.UTC().Format("20060102T150405Z")}
-	log := sarifLog{Schema: SARIFSchema, Version: "2.1.0", Runs: []sarifRun{run}}
-	// Everything but the results is encoded whole; the results, which grow
-	// with the fleet, are encoded one at a time in the placeholder's place,
-	// indented as encoding/json would indent them there.
-	doc, err := json.MarshalIndent(log, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode SARIF report: %w", err)
-	}
-	before, after, ok := bytes.Cut(doc, resultsPlaceholderJSON)
-	if !ok {
-		return errors.New("encode SARIF report: results placeholder missing")
-	}
-	if _, err := w.Write(before); err != nil {
-		return fmt.Errorf("write SARIF report: %w", err)
-	}
-	const indent = "        " // results sit at depth 4: log, runs, run, results
-	sep := "[\n" + indent
-	err = r.sarifResults(index, func(res sarifResult) error {
-		b, err := json.MarshalIndent(res, indent, "  ")
-		if err != nil {
-			return fmt.Errorf("encode SARIF result: %w", err)
-		}
-		if _, err := io.WriteString(w, sep); err != nil {
+		}); err != nil {
 			return err
 		}
-		sep = ",\n" + indent
-		_, err = w.Write(b)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("write SARIF report: %w", err)
 	}
-	closing := "\n" + indent[:len(indent)-2] + "]"
-	if sep[0] == '[' {
-		closing = "[]"
-	}
-	if _, err := io.WriteString(w, closing); err != nil {
-		return fmt.Errorf("write SARIF report: %w", err)
-	}
-	if _, err := w.Write(append(after, '\n')); err != nil {
-		return fmt.Errorf("write SARIF report: %w", err)
+	for _, w := range r.Warnings {
+		if err := emit(sarifNotification{Level: "warning", Message: sarifText{Text: w}, Descr: &sarifDescrRef{ID: "esaudit/warning"}}); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// resultsPlaceholder stands for the results array in the encoded log.
-const resultsPlaceholder = "\x00esaudit SARIF results\x00"
+// The placeholders stand for the streamed arrays in the encoded log.
+const (
+	resultsPlaceholder       = "\x00esaudit SARIF results\x00"
+	notificationsPlaceholder = "\x00esaudit SARIF notifications\x00"
+)
 
-var resultsPlaceholderJSON = func() []byte {
-	b, _ := json.Marshal(resultsPlaceholder)
+var (
+	resultsPlaceholderJSON       = mustJSON(resultsPlaceholder)
+	notificationsPlaceholderJSON = mustJSON(notificationsPlaceholder)
+)
+
+func mustJSON(s string) []byte {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err)
+	}
 	return b
-}()
+}
 
 var semverRe = regexp.MustCompile(`^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
 
