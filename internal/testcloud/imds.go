@@ -48,6 +48,10 @@ type IMDSConfig struct {
 	AllowIMDSv1 bool
 	// IAMRole, if set, is the role name served under iam/security-credentials/.
 	IAMRole string
+	// TargetLifecycleState, if set, answers autoscaling/target-lifecycle-state
+	// on every request (the EC2 emulator's Server.TargetLifecycleState); ""
+	// means the instance is in no Auto Scaling group, which EC2 answers 404.
+	TargetLifecycleState func() string
 }
 
 func (c IMDSConfig) withDefaults() IMDSConfig {
@@ -151,7 +155,9 @@ func EnsureMetadataMock(ctx context.Context) (string, error) {
 // The Go handler exists because the mock cannot express everything EC2
 // serves: it has only two fixed tag keys (Name, Test), so
 // /latest/meta-data/tags/instance[/KEY] is answered here from the real tag
-// map; user-data is 404 when none was given (the mock would serve its
+// map; autoscaling/target-lifecycle-state follows the emulator's Auto
+// Scaling group (the mock's asglifecycle mode only plays a fixed script);
+// user-data is 404 when none was given (the mock would serve its
 // sample); spot/ is 404 (on-demand instances have no spot paths). Tokens
 // stay the mock's business: tag and user-data answers first ask the mock
 // whether the caller's token is valid. Requests reach the mock one at a
@@ -305,9 +311,17 @@ func (s *imdsServer) tokenValid(r *http.Request) bool {
 }
 
 func (s *imdsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	asgPath := p == "/latest/meta-data/autoscaling" || p == "/latest/meta-data/autoscaling/" ||
+		p == "/latest/meta-data/autoscaling/target-lifecycle-state"
+	state := ""
+	if asgPath && s.cfg.TargetLifecycleState != nil {
+		// Asked before s.mu: the emulator may hold its own lock while it
+		// updates this server's tags.
+		state = s.cfg.TargetLifecycleState()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := r.URL.Path
 	switch {
 	case p == "/latest/meta-data/tags/instance" || p == "/latest/meta-data/tags/instance/" ||
 		strings.HasPrefix(p, "/latest/meta-data/tags/instance/"):
@@ -337,6 +351,21 @@ func (s *imdsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, v)
+	case asgPath:
+		if !s.tokenValid(r) {
+			http.Error(w, "", http.StatusUnauthorized)
+			return
+		}
+		if state == "" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		if strings.HasSuffix(p, "/target-lifecycle-state") {
+			_, _ = io.WriteString(w, state)
+		} else {
+			_, _ = io.WriteString(w, "target-lifecycle-state")
+		}
 	case (p == "/latest/user-data" || p == "/latest/user-data/") && len(s.cfg.UserData) == 0,
 		strings.HasPrefix(p, "/latest/meta-data/spot/"):
 		if !s.tokenValid(r) {

@@ -67,6 +67,9 @@ type LaunchSpec struct {
 	// AllowIMDSv1 makes IMDS answer without a token (HttpTokens=optional).
 	AllowIMDSv1 bool
 	IAMRole     string // role name IMDS serves credentials for, if any
+	// TargetLifecycleState answers IMDS autoscaling/target-lifecycle-state
+	// (IMDSConfig.TargetLifecycleState); nil: in no Auto Scaling group.
+	TargetLifecycleState func() string
 	// RunFiles are files the guest sees under /run (keys are absolute
 	// paths there, e.g. a systemd drop-in in /run/systemd/system), at every
 	// boot, read-only: bind-mounted from the instance's directory, never
@@ -384,7 +387,7 @@ func (i *Instance) startIMDS(ctx context.Context) error {
 		LocalIPv4: s.PrivateIP, MAC: s.MAC, SubnetCIDR: s.SubnetCIDR, VPCCIDR: s.VPCCIDR,
 		SubnetID: s.SubnetID, VPCID: s.VPCID, AvailabilityZone: s.AZ, Region: s.Region,
 		AccountID: s.AccountID, PublicKey: s.AuthorizedKey, Tags: s.Tags, UserData: s.UserData,
-		AllowIMDSv1: s.AllowIMDSv1, IAMRole: s.IAMRole,
+		AllowIMDSv1: s.AllowIMDSv1, IAMRole: s.IAMRole, TargetLifecycleState: s.TargetLifecycleState,
 	}
 	srv, err := startIMDSServer(ctx, cfg, filepath.Join(i.dir, "imds"), filepath.Join(i.c.dir, "pids", fmt.Sprintf("%d-imds", i.n)))
 	if err != nil {

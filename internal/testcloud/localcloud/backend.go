@@ -77,6 +77,8 @@ func (b *backend) Launch(ctx context.Context, req ec2emu.LaunchRequest) (ec2emu.
 		UserData: req.UserData, AuthorizedKey: req.KeyPublicKey, AllowIMDSv1: req.HTTPTokens == "optional",
 		IAMRole: roleName(req.IAMInstanceProfile), BootTimeout: b.lc.opts.BootTimeout,
 		RunFiles: map[string][]byte{GuestEndpointsDropIn: b.lc.guestEndpointsDropIn()},
+		// The group's view at each request: Terminated once a scale-in picks it.
+		TargetLifecycleState: func() string { return b.lc.srv.TargetLifecycleState(req.InstanceID) },
 	}
 	start := time.Now()
 	inst, err := b.lc.cloud.Launch(ctx, spec)

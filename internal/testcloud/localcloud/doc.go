@@ -23,7 +23,9 @@
 //   - Stop/Start/TerminateInstances stop (clean poweroff, disk kept), boot and remove the guest;
 //     CreateImage snapshots its disk (a layer over the image it booted from) and later
 //     RunInstances boot from that; when the AMI and its snapshot are both deleted the layer is
-//     removed. CreateTags/DeleteTags update the tags its IMDS serves.
+//     removed. CreateTags/DeleteTags update the tags its IMDS serves; its IMDS answers
+//     autoscaling/target-lifecycle-state from the emulator's Auto Scaling group (InService,
+//     Terminated once TerminateInstanceInAutoScalingGroup picks it; 404 outside a group).
 //   - A guest that powers itself off (shutdown -h, poweroff) is reported to the emulator,
 //     which applies InstanceInitiatedShutdownBehavior (stop or terminate).
 //
