@@ -338,6 +338,8 @@ func TestStandIn6xMinimumMasterNodes(t *testing.T) {
 	c.waitFor("a lone 6.x node elects itself", func(v clusterView) bool { return len(v.Nodes) == 1 }, alone)
 }
 
+// With awareness on, a node without the attribute holds no shard copy
+// (AwarenessAllocationDecider): a new index on it alone is red.
 func TestStandInAwarenessWithoutAttributeIsRed(t *testing.T) {
 	c := newStandinCluster(t, "7.17.25")
 	for _, tc := range []struct{ yml, status string }{
@@ -353,6 +355,11 @@ func TestStandInAwarenessWithoutAttributeIsRed(t *testing.T) {
 		for c.get(n, "/_cluster/health", &h) != 200 && time.Now().Before(deadline) {
 			time.Sleep(200 * time.Millisecond)
 		}
+		// An index: awareness decides where its copies go (none without the attribute).
+		if code := c.do(n, "PUT", "/probe?timeout=2s", `{"settings":{"number_of_replicas":0}}`, nil); code != 200 {
+			t.Fatalf("create index: %d", code)
+		}
+		c.get(n, "/_cluster/health", &h)
 		if h.Status != tc.status {
 			t.Errorf("%q: status %q, want %s\n%s", tc.yml, h.Status, tc.status, n.out)
 		}

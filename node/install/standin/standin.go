@@ -253,6 +253,7 @@ fi
 		"usr/share/elasticsearch/lib/standin-settings.json":  {mode: 0o644, body: string(settingsJSON)},
 		"usr/share/elasticsearch/lib/standin-autoconfig.py":  {mode: 0o644, body: embedded("standin-autoconfig.py", ver)},
 		"usr/share/elasticsearch/lib/standin_keystore.py":    {mode: 0o644, body: embedded("standin_keystore.py", ver)},
+		"usr/share/elasticsearch/lib/standin_shards.py":      {mode: 0o644, body: embedded("standin_shards.py", ver)},
 		"usr/share/elasticsearch/plugins":                    {dir: true},
 		"usr/share/elasticsearch/modules":                    {dir: true},
 		"usr/share/elasticsearch/README.standin":             {mode: 0o644, body: "Stand-in, not the real Elasticsearch " + ver + ".\n"},

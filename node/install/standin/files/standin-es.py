@@ -21,10 +21,15 @@
 #    listed nodes are discovered and the local node is one of them) or
 #    discovery.type: single-node; a node keeps its cluster UUID in path.data
 #    and refuses to join a cluster with another UUID (JoinHelper/Coordinator).
-#  - HTTP: GET /, /_cluster/health, /_cluster/state, /_nodes[/...], /_cat/master.
-#    Health is red when cluster.routing.allocation.awareness.attributes names
-#    an attribute a data node lacks (AwarenessAllocationDecider; a stand-in
-#    simplification: that node's shard copies count as unassignable).
+#  - shards (lib/standin_shards.py, sources cited there): indices with
+#    primaries and replicas that the elected master allocates, relocates off
+#    excluded nodes and loses when the node holding the only copy leaves; the
+#    model travels in the cluster state, so a new master takes it over.
+#  - HTTP: GET /, /_cluster/health, /_cluster/state, /_nodes[/...], /_cat/master,
+#    GET/PUT /_cluster/settings, PUT /<index>, /_cat/shards, /_cat/indices,
+#    POST/DELETE /_cluster/voting_config_exclusions (7+). Cluster-level
+#    requests go to the elected master over the transport, as
+#    TransportMasterNodeAction sends them.
 # It does not serve TLS or authenticate (xpack.security settings are only
 # validated), and stores no documents.
 import base64
@@ -49,6 +54,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
+
+import standin_shards as shards
 
 VERSION = "@VERSION@"
 MAJOR, MINOR = (int(x) for x in VERSION.split(".")[:2])
@@ -576,13 +583,15 @@ class DiskState:
         self.cluster_uuid = d.get("cluster_uuid")  # committed: the node joined this cluster
         self.voting_config = d.get("voting_config") or []
         self.term = d.get("term", 0)
+        # Master-eligible nodes keep the cluster metadata (GatewayMetaState).
+        self.metadata = d.get("metadata")
         self.save()
 
     def save(self):
         tmp = self.path + ".tmp"
         with open(tmp, "w") as fh:
             json.dump({"node_id": self.node_id, "cluster_uuid": self.cluster_uuid,
-                       "voting_config": self.voting_config, "term": self.term}, fh)
+                       "voting_config": self.voting_config, "term": self.term, "metadata": self.metadata}, fh)
         os.replace(tmp, self.path)
 
 
@@ -680,11 +689,14 @@ class Node:
         self.bootstrapping_permitted = MAJOR >= 7 and not self.single_node and bool(self.requirements)
         self.min_masters = int(s.get("discovery.zen.minimum_master_nodes", -1))
         self.awareness = as_list(s.get("cluster.routing.allocation.awareness.attributes"))
-        self.state = None  # the applied cluster state: uuid, master, nodes, voting config
+        self.state = None  # the applied cluster state: uuid, master, nodes, voting config, shards
+        self.last_state = None  # the last applied one, kept when the master is lost
+        self.table = None  # registered settings (validates PUT _cluster/settings)
         self.master_failures = 0
         self.peers = {}
         self.started = time.time()
         self.elected_at = 0
+        self.rejoin_until = 0  # a new master waits for the last state's nodes before failing their shards
         self.last_warn = 0
         self.args = args
 
@@ -744,6 +756,8 @@ class Node:
                 self.reconfigure()
                 st["version"] += 1
                 return {"state": self.public_state()}
+            if action == "cluster_op":  # a master-node action sent on by another node
+                return self.cluster_op(msg["op"], msg.get("args") or {})
             if action == "check":  # FollowersChecker / LeaderChecker in one
                 if node["id"] not in st["nodes"]:
                     return {"error": "node [%s] is not in the cluster" % node["name"]}
@@ -756,15 +770,20 @@ class Node:
 
     def public_state(self):
         st = self.state
-        return {k: st[k] for k in ("cluster_uuid", "master_id", "nodes", "version", "voting_config", "awareness", "term")}
+        return {k: st[k] for k in ("cluster_uuid", "master_id", "nodes", "version", "voting_config", "awareness", "term", "metadata", "routing")}
 
     def reconfigure(self):
         # Reconfigurator: voting config follows the master-eligible nodes, never below three once it had three.
         if MAJOR < 7:
             return
         st = self.state
-        live = sorted(i for i, n in st["nodes"].items() if "master" in n["roles"])
-        if len(live) >= 3 or len(live) >= len(st["voting_config"]):
+        # Voting configuration exclusions: an excluded node leaves the
+        # configuration whatever its size (Reconfigurator retiredNodeIds).
+        excluded = {e["node_id"] for e in st["metadata"]["voting_exclusions"]}
+        live = sorted(i for i, n in st["nodes"].items() if "master" in n["roles"] and i not in excluded)
+        if excluded & set(st["voting_config"]) and live:
+            st["voting_config"] = live
+        elif len(live) >= 3 or len(live) >= len(st["voting_config"]):
             st["voting_config"] = live
         if self.disk.voting_config != st["voting_config"]:
             self.disk.voting_config = list(st["voting_config"])
@@ -861,6 +880,8 @@ class Node:
     def apply(self, st, joined=False):
         with self.lock:
             self.state = dict(st, seen={})
+            self.last_state = self.state
+            self.save_metadata()
             self.master_failures = 0
             changed = False
             if self.disk.cluster_uuid != st["cluster_uuid"]:
@@ -897,6 +918,10 @@ class Node:
             if gone:
                 self.reconfigure()
                 st["version"] += 1
+            if now >= self.rejoin_until and self.model().reroute(st["nodes"], now):
+                # Not while the nodes of the last state rejoin a new master.
+                st["version"] += 1
+                self.save_metadata()
             masters = [i for i, n in st["nodes"].items() if "master" in n["roles"]]
             if now - self.elected_at < 5:
                 return  # the voters that elected it are joining (Coordinator: joins are the votes)
@@ -917,9 +942,26 @@ class Node:
             self.disk.save()
             me = self.info()
             self.elected_at = time.time()
-            self.state = {"cluster_uuid": self.disk.cluster_uuid, "master_id": me["id"], "nodes": {me["id"]: me},
-                          "version": 1, "voting_config": self.disk.voting_config, "awareness": self.awareness,
-                          "term": self.disk.term, "seen": {}}
+            # The new master publishes on from the last committed state: its
+            # nodes (dropped by the followers check if they do not come
+            # back), metadata and routing table. Without one (a full
+            # restart) the metadata on disk, every shard copy unassigned.
+            last = self.last_state if self.last_state and self.last_state["cluster_uuid"] == self.disk.cluster_uuid else None
+            if last:
+                nodes = dict(last["nodes"])
+                metadata, routing = json.loads(json.dumps(last["metadata"])), json.loads(json.dumps(last["routing"]))
+            else:
+                nodes, metadata, routing = {}, self.disk.metadata or shards.new_metadata(), None
+            nodes[me["id"]] = me
+            model = shards.Model(metadata, routing, MAJOR, self.s)
+            if routing is None:
+                model.restore_routing(time.time())
+            self.state = {"cluster_uuid": self.disk.cluster_uuid, "master_id": me["id"], "nodes": nodes,
+                          "version": (last["version"] + 1) if last else 1, "voting_config": self.disk.voting_config,
+                          "awareness": self.awareness, "term": self.disk.term, "seen": {i: time.time() for i in nodes},
+                          "metadata": model.meta, "routing": model.routing}
+            self.last_state = self.state
+            self.rejoin_until = self.elected_at + 5 if len(nodes) > 1 else 0
             log("INFO", "elected-as-master ([%d] nodes joined), term: %d, cluster UUID [%s]" % (1, self.disk.term, self.disk.cluster_uuid))
 
     def elect_zen(self, peers):
@@ -1014,17 +1056,129 @@ class Node:
                 return self.state["master_id"], dict(self.state["nodes"]), self.state.get("awareness") or []
             return None, {self.disk.node_id: self.info()}, self.awareness
 
-    def health(self):
-        master, nodes, awareness = self.cluster_nodes()
-        data = [n for n in nodes.values() if any(r.startswith("data") for r in n["roles"])]
-        lacking = [n for n in data if any(a not in n["attributes"] for a in awareness)]
-        return {"cluster_name": self.cluster_name, "status": "red" if lacking else "green", "timed_out": False,
-                "number_of_nodes": len(nodes), "number_of_data_nodes": len(data),
-                "active_primary_shards": len(data) - len(lacking), "active_shards": len(data) - len(lacking),
-                "relocating_shards": 0, "initializing_shards": 0, "unassigned_shards": len(lacking),
-                "delayed_unassigned_shards": 0, "number_of_pending_tasks": 0, "number_of_in_flight_fetch": 0,
-                "task_max_waiting_in_queue_millis": 0,
-                "active_shards_percent_as_number": 100.0 * (len(data) - len(lacking)) / len(data) if data else 100.0}
+    # shards: the model on the elected master
+    def model(self):
+        st = self.state
+        return shards.Model(st["metadata"], st["routing"], MAJOR, self.s, RECOVERY_SECONDS)
+
+    def save_metadata(self):
+        st = self.state
+        if st and self.master_eligible() and self.disk.metadata != st["metadata"]:
+            self.disk.metadata = json.loads(json.dumps(st["metadata"]))
+            self.disk.save()
+
+    def cluster_op(self, op, a):
+        """A master-node action on the elected master: {status, body, state}."""
+        with self.lock:
+            if not self.is_master():
+                return {"error": "node [%s] is not the elected master" % self.name}
+            st, m = self.state, self.model()
+            nodes, now = st["nodes"], time.time()
+            try:
+                changed = op in ("put_settings", "create_index", "add_voting_exclusions", "clear_voting_exclusions")
+                if op == "health":
+                    body = dict({"cluster_name": self.cluster_name}, **m.health(nodes))
+                    body.update({"timed_out": False, "number_of_pending_tasks": 0, "number_of_in_flight_fetch": 0,
+                                 "task_max_waiting_in_queue_millis": 0})
+                    body = {k: body[k] for k in HEALTH_KEYS}
+                elif op == "get_settings":
+                    body = m.get_settings()
+                elif op == "put_settings":
+                    body = m.update_settings(a.get("body"), self.table.check if self.table else (lambda k: None))
+                elif op == "create_index":
+                    body = m.create_index(a["index"], a.get("body"), random_id(), now)
+                elif op == "index_active":
+                    idx = st["metadata"]["indices"].get(a["index"])
+                    body = {"active": bool(idx) and all(m.active_primary(a["index"], i) for i in range(idx["number_of_shards"]))}
+                elif op == "cat_shards":
+                    body = m.cat_shards(nodes)
+                elif op == "cat_indices":
+                    body = m.cat_indices()
+                elif op == "add_voting_exclusions":
+                    body = self.add_voting_exclusions(a)
+                elif op == "exclusions_pending":
+                    body = {"pending": [e for e in st["metadata"]["voting_exclusions"] if e["node_id"] in nodes]}
+                elif op == "clear_voting_exclusions":
+                    st["metadata"]["voting_exclusions"] = []
+                    body = {}
+                else:
+                    return {"error": "unknown cluster op [%s]" % op}
+            except shards.ESError as e:
+                return {"status": e.status, "body": e.body()}
+            if changed:
+                m.reroute(nodes, now)
+                self.reconfigure()
+                st["version"] += 1
+                self.save_metadata()
+            return {"status": 200, "body": body, "state": self.public_state()}
+
+    def add_voting_exclusions(self, a):
+        # AddVotingConfigExclusionsRequest.resolveVotingConfigExclusions
+        st = self.state
+        masters = {i: n for i, n in st["nodes"].items() if "master" in n["roles"]}
+        names, ids, desc = a.get("node_names"), a.get("node_ids"), a.get("node_description")
+        if desc is not None:
+            new = [{"node_id": i, "node_name": n["name"]} for i, n in sorted(masters.items())
+                   if desc in ("_all", "_master") or shards.simple_match(desc, n["name"]) or desc == i or desc == n["ip"]]
+            if not new:
+                raise shards.ESError(400, "illegal_argument_exception", "add voting config exclusions request for [%s] matched no master-eligible nodes" % desc)
+        elif (names is None) == (ids is None):
+            raise shards.ESError(400, "action_request_validation_exception" if MAJOR >= 8 else "illegal_argument_exception",
+                                 ("Validation Failed: 1: " if MAJOR >= 8 else "") + "Please set node identifiers correctly. One and only one of [node_name], [node_names] and [node_ids] has to be set" + (";" if MAJOR >= 8 else ""))
+        elif names is not None:
+            new = []
+            for nm in [x for x in names.split(",") if x]:
+                hit = next((i for i, n in masters.items() if n["name"] == nm), None)
+                new.append({"node_id": hit or "_absent_", "node_name": nm})
+        else:
+            new = []
+            for i in [x for x in ids.split(",") if x]:
+                new.append({"node_id": i, "node_name": masters[i]["name"] if i in masters else "_absent_"})
+        cur = st["metadata"]["voting_exclusions"]
+        limit = int(self.s.get("cluster.max_voting_config_exclusions", 10))
+        add = [e for e in new if e not in cur]
+        if len(cur) + len(add) > limit:
+            raise shards.ESError(400, "illegal_argument_exception",
+                                 "add voting config exclusions request for %s would add [%d] exclusions to the existing [%d] which would exceed the maximum of [%d] set by [cluster.max_voting_config_exclusions]" % (
+                                     fmt_list([e["node_name"] for e in new]), len(add), len(cur), limit))
+        cur.extend(add)
+        return {}
+
+    def forward(self, op, args=None):
+        """Runs a master-node action on the elected master (here or over the
+        transport) and applies the state it returns; (status, body), 503
+        master_not_discovered_exception without a master."""
+        r = None
+        with self.lock:
+            st = self.state
+            if st and self.is_master():
+                r = self.cluster_op(op, args or {})
+                master = None
+            else:
+                master = st["nodes"].get(st["master_id"]) if st else None
+        if master is not None:
+            ip, p = master["transport_address"].rsplit(":", 1)
+            try:
+                r = call((ip, int(p)), {"action": "cluster_op", "cluster_name": self.cluster_name, "node": self.info(), "op": op, "args": args or {}}, timeout=5)
+            except (OSError, ValueError):
+                r = None
+        if r is None or "error" in r:
+            return 503, {"error": {"root_cause": [{"type": "master_not_discovered_exception", "reason": None}],
+                                   "type": "master_not_discovered_exception", "reason": None}, "status": 503}
+        if r.get("state") and not self.is_master():
+            with self.lock:
+                if self.state and r["state"]["version"] >= self.state["version"]:
+                    self.apply(r["state"])
+        return r["status"], r["body"]
+
+
+HEALTH_KEYS = ["cluster_name", "status", "timed_out", "number_of_nodes", "number_of_data_nodes", "active_primary_shards",
+               "active_shards", "relocating_shards", "initializing_shards", "unassigned_shards", "delayed_unassigned_shards",
+               "number_of_pending_tasks", "number_of_in_flight_fetch", "task_max_waiting_in_queue_millis",
+               "active_shards_percent_as_number"]
+# How long a recovery (a new replica, a relocation) takes: no documents are
+# copied, but it is never instant, so tests can see shards move.
+RECOVERY_SECONDS = float(os.environ.get("ES_STANDIN_RECOVERY_SECONDS", "1"))
 
 
 def node_view(n, master_id):
@@ -1052,42 +1206,208 @@ def nest(flat):
     return out
 
 
+def parse_duration(v, default):
+    # TimeValue.parseTimeValue, the units a request uses.
+    if v is None:
+        return default
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?", v)
+    if not m:
+        raise shards.ESError(400, "parse_exception", "failed to parse setting [timeout] with value [%s] as a time value: unit is missing or unrecognized" % v)
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 0.001}[m.group(2)]
+
+
+CAT_DEFAULTS = {"shards": ["index", "shard", "prirep", "state", "docs", "store", "ip", "node"],
+                "indices": ["health", "status", "index", "uuid", "pri", "rep", "docs.count", "docs.deleted", "store.size", "pri.store.size"]}
+STATUS_RANK = {"green": 0, "yellow": 1, "red": 2}
+
+
 def http_handler(node):
     class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
         def do_GET(self):
-            path = self.path.split("?", 1)[0].rstrip("/") or "/"
-            master, nodes, _ = node.cluster_nodes()
-            uuid = node.disk.cluster_uuid if master else (node.disk.cluster_uuid or "_na_")
-            if path == "/":
-                body = {"name": node.name, "cluster_name": node.cluster_name, "cluster_uuid": uuid,
-                        "version": {"number": VERSION, "build_flavor": "default"},
-                        "tagline": "stand-in, not the real Elasticsearch"}
-            elif path == "/_cluster/health":
+            self.route("GET")
+
+        def do_PUT(self):
+            self.route("PUT")
+
+        def do_POST(self):
+            self.route("POST")
+
+        def do_DELETE(self):
+            self.route("DELETE")
+
+        def do_HEAD(self):
+            self.route("HEAD")
+
+        def route(self, method):
+            raw_path, _, query = self.path.partition("?")
+            path = raw_path.rstrip("/") or "/"
+            q = {k: v[-1] for k, v in urllib.parse.parse_qs(query, keep_blank_values=True).items()}
+            n = int(self.headers.get("Content-Length") or 0)
+            data = self.rfile.read(n) if n else b""
+            body = None
+            if data.strip():
+                ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+                if ctype not in ("application/json", "application/x-ndjson", "application/yaml", "application/smile", "application/cbor") \
+                        and not ctype.startswith("application/vnd.elasticsearch+json"):
+                    # RestController: a body needs a supported Content-Type.
+                    return self.reply(406, {"error": "Content-Type header [%s] is not supported" % ctype, "status": 406})
+                try:
+                    body = json.loads(data)
+                except ValueError as e:
+                    return self.reply(400, shards.ESError(400, "x_content_parse_exception" if MAJOR >= 7 else "json_parse_exception", "failed to parse the request body: %s" % e).body())
+            try:
+                return self.dispatch(method, path, q, body)
+            except shards.ESError as e:
+                return self.reply(e.status, e.body())
+
+        def dispatch(self, method, path, q, body):
+            parts = [urllib.parse.unquote(x) for x in path.split("/") if x]
+            if method == "GET" and path == "/":
+                return self.root()
+            if method == "GET" and parts[:2] == ["_cluster", "health"]:
+                return self.health(q)
+            if method == "GET" and parts[:2] == ["_cluster", "state"]:
+                return self.cluster_state()
+            if method == "GET" and path == "/_cat/master":
+                master, nodes, _ = node.cluster_nodes()
                 if master is None:
-                    return self.reply(503, {"error": {"root_cause": [{"type": "master_not_discovered_exception", "reason": None}],
-                                                      "type": "master_not_discovered_exception", "reason": None}, "status": 503})
-                body = node.health()
-            elif path.startswith("/_cluster/state"):
-                if master is None:
-                    return self.reply(503, {"error": {"type": "master_not_discovered_exception", "reason": None}, "status": 503})
-                body = {"cluster_name": node.cluster_name, "cluster_uuid": uuid, "master_node": master,
-                        "nodes": {i: {"name": n["name"], "transport_address": n["transport_address"], "attributes": n["attributes"], "roles": n["roles"]}
-                                  for i, n in nodes.items()}}
-            elif path == "/_cat/master":
-                if master is None:
-                    return self.reply(503, {"error": {"type": "master_not_discovered_exception", "reason": None}, "status": 503})
+                    return self.no_master()
                 m = nodes[master]
                 return self.reply(200, "%s %s %s %s\n" % (m["id"], m["ip"], m["ip"], m["name"]), "text/plain")
-            elif path.startswith("/_nodes"):
-                sel = path.split("/")[2] if path.count("/") >= 2 else "_all"
-                if sel in ("_local", node.disk.node_id, node.name):
-                    nodes = {node.disk.node_id: node.info()}
-                body = {"_nodes": {"total": len(nodes), "successful": len(nodes), "failed": 0},
-                        "cluster_name": node.cluster_name, "cluster_uuid": uuid,
-                        "nodes": {i: node_view(n, master) for i, n in nodes.items()}}
-            else:
-                return self.reply(404, {"error": "no handler found for uri [%s] and method [GET]" % path, "status": 404})
-            self.reply(200, body)
+            if method == "GET" and parts[:1] == ["_nodes"]:
+                return self.nodes_info(path)
+            if path == "/_cluster/settings" and method in ("GET", "PUT"):
+                if method == "GET":
+                    code, r = node.forward("get_settings")
+                else:
+                    code, r = node.forward("put_settings", {"body": body})
+                if code != 200:
+                    return self.reply(code, r)
+                flat = parse_bool_param(q.get("flat_settings"), False)
+                return self.reply(200, {k: (v if flat or k == "acknowledged" else shards.nest(v)) for k, v in r.items()})
+            if method == "GET" and parts[:1] == ["_cat"] and len(parts) == 2 and parts[1] in CAT_DEFAULTS:
+                code, rows = node.forward("cat_" + parts[1])
+                if code != 200:
+                    return self.reply(code, rows)
+                return self.cat(rows, q, CAT_DEFAULTS[parts[1]])
+            if parts[:2] == ["_cluster", "voting_config_exclusions"] and MAJOR >= 7:
+                return self.voting(method, parts[2:], q)
+            if method == "PUT" and len(parts) == 1 and not parts[0].startswith("_"):
+                return self.create_index(parts[0], body, q)
+            if method == "PUT" and len(parts) == 1:
+                shards.validate_index_name(parts[0])  # PUT /_x: an index name starting with '_'
+            return self.reply(400, {"error": "no handler found for uri [%s] and method [%s]" % (self.path, method), "status": 400})
+
+        def no_master(self):
+            return self.reply(503, {"error": {"root_cause": [{"type": "master_not_discovered_exception", "reason": None}],
+                                              "type": "master_not_discovered_exception", "reason": None}, "status": 503})
+
+        def root(self):
+            master, _, _ = node.cluster_nodes()
+            uuid = node.disk.cluster_uuid if master else (node.disk.cluster_uuid or "_na_")
+            return self.reply(200, {"name": node.name, "cluster_name": node.cluster_name, "cluster_uuid": uuid,
+                                    "version": {"number": VERSION, "build_flavor": "default"},
+                                    "tagline": "stand-in, not the real Elasticsearch"})
+
+        def health(self, q):
+            # wait_for_status / wait_for_no_relocating_shards / wait_for_nodes
+            # until timeout (default 30s); 408 with timed_out when not met.
+            want = q.get("wait_for_status")
+            if want is not None and want not in STATUS_RANK:
+                raise shards.ESError(400, "illegal_argument_exception", "unknown cluster health status [%s]" % want)
+            no_relo = parse_bool_param(q.get("wait_for_no_relocating_shards"), False)
+            want_nodes = q.get("wait_for_nodes")
+            waiting = want is not None or no_relo or want_nodes is not None
+            deadline = time.time() + parse_duration(q.get("timeout"), 30.0)
+            while True:
+                code, h = node.forward("health")
+                if code != 200:
+                    return self.reply(code, h)
+                ok = (want is None or STATUS_RANK[h["status"]] <= STATUS_RANK[want]) and (not no_relo or h["relocating_shards"] == 0) \
+                    and (want_nodes is None or nodes_match(want_nodes, h["number_of_nodes"]))
+                if ok or not waiting:
+                    return self.reply(200, h)
+                if time.time() >= deadline:
+                    h["timed_out"] = True
+                    return self.reply(408, h)
+                time.sleep(0.2)
+
+        def cluster_state(self):
+            master, nodes, _ = node.cluster_nodes()
+            if master is None:
+                return self.no_master()
+            body = {"cluster_name": node.cluster_name, "cluster_uuid": node.disk.cluster_uuid, "master_node": master,
+                    "nodes": {i: {"name": n["name"], "transport_address": n["transport_address"], "attributes": n["attributes"], "roles": n["roles"]}
+                              for i, n in nodes.items()}}
+            with node.lock:
+                st = node.state
+                if st and MAJOR >= 7:
+                    body["metadata"] = {"cluster_uuid": st["cluster_uuid"], "cluster_coordination": {
+                        "term": st["term"], "last_committed_config": st["voting_config"], "last_accepted_config": st["voting_config"],
+                        "voting_config_exclusions": st["metadata"]["voting_exclusions"]}}
+            return self.reply(200, body)
+
+        def nodes_info(self, path):
+            master, nodes, _ = node.cluster_nodes()
+            uuid = node.disk.cluster_uuid if master else (node.disk.cluster_uuid or "_na_")
+            sel = path.split("/")[2] if path.count("/") >= 2 else "_all"
+            if sel in ("_local", node.disk.node_id, node.name):
+                nodes = {node.disk.node_id: node.info()}
+            return self.reply(200, {"_nodes": {"total": len(nodes), "successful": len(nodes), "failed": 0},
+                                    "cluster_name": node.cluster_name, "cluster_uuid": uuid,
+                                    "nodes": {i: node_view(n, master) for i, n in nodes.items()}})
+
+        def cat(self, rows, q, defaults):
+            cols = [c.strip() for c in q["h"].split(",")] if q.get("h") else defaults
+            rows = [{c: r.get(c) for c in cols} for r in rows]
+            if q.get("format") == "json":
+                return self.reply(200, rows)
+            text = "".join(" ".join("" if r[c] is None else str(r[c]) for c in cols) + "\n" for r in rows)
+            return self.reply(200, text, "text/plain; charset=UTF-8")
+
+        def create_index(self, name, body, q):
+            code, r = node.forward("create_index", {"index": name, "body": body})
+            if code != 200:
+                return self.reply(code, r)
+            # wait_for_active_shards (default 1: the primaries) until timeout.
+            deadline = time.time() + parse_duration(q.get("timeout"), 30.0)
+            while time.time() < deadline:
+                c, a = node.forward("index_active", {"index": name})
+                if c == 200 and a["active"]:
+                    r["shards_acknowledged"] = True
+                    break
+                time.sleep(0.2)
+            return self.reply(200, r)
+
+        def voting(self, method, rest, q):
+            # TransportAddVotingConfigExclusionsAction / TransportClearVotingConfigExclusionsAction
+            if method == "POST":
+                args = {"node_names": q.get("node_names"), "node_ids": q.get("node_ids")}
+                if rest:
+                    if MAJOR >= 8 or len(rest) != 1:
+                        return self.reply(400, {"error": "no handler found for uri [%s] and method [%s]" % (self.path, method), "status": 400})
+                    args = {"node_description": rest[0]}  # 7.x, deprecated from 7.8
+                code, r = node.forward("add_voting_exclusions", args)
+                return self.reply(code, r)
+            if method == "DELETE" and not rest:
+                if parse_bool_param(q.get("wait_for_removal"), True):
+                    deadline = time.time() + parse_duration(q.get("timeout"), 30.0)
+                    while True:
+                        code, r = node.forward("exclusions_pending")
+                        if code != 200:
+                            return self.reply(code, r)
+                        if not r["pending"]:
+                            break
+                        if time.time() >= deadline:
+                            return self.reply(500, shards.ESError(500, "elasticsearch_timeout_exception",
+                                                                  "timed out waiting for removal of nodes; if nodes should not be removed, set waitForRemoval to false. %s" % (
+                                                                      "[" + ", ".join("{%s}{%s}" % (e["node_name"], e["node_id"]) for e in r["pending"]) + "]")).body())
+                        time.sleep(0.2)
+                code, r = node.forward("clear_voting_exclusions")
+                return self.reply(code, r)
+            return self.reply(405, {"error": "Incorrect HTTP method for uri [%s] and method [%s], allowed: [POST, DELETE]" % (self.path, method), "status": 405})
 
         def reply(self, code, body, ctype="application/json"):
             data = (json.dumps(body) if ctype == "application/json" else body).encode()
@@ -1095,11 +1415,25 @@ def http_handler(node):
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            if self.command != "HEAD":
+                self.wfile.write(data)
 
         def log_message(self, *args):
             pass
     return Handler
+
+
+def parse_bool_param(v, default):
+    return shards.parse_bool_param(v, default)
+
+
+def nodes_match(expr, n):
+    # ClusterHealthRequest wait_for_nodes: N, >=N, <=N, >N, <N, ge(N)...
+    m = re.fullmatch(r"(>=|<=|>|<|ge\(|le\(|gt\(|lt\()?(\d+)\)?", expr)
+    if not m:
+        raise shards.ESError(400, "illegal_argument_exception", "wait_for_nodes [%s] is not a number or comparison" % expr)
+    op, k = m.group(1) or "", int(m.group(2))
+    return {"": n == k, ">=": n >= k, "ge(": n >= k, "<=": n <= k, "le(": n <= k, ">": n > k, "gt(": n > k, "<": n < k, "lt(": n < k}[op]
 
 
 def main():
@@ -1163,6 +1497,7 @@ def main():
         log("INFO", "bootstrap checks not enforced: transport is bound to loopback (development mode)")
 
     node = Node(s, args)
+    node.table = table
     node.publish_ip, node.transport_port, node.http_port = publish, transport_port, http_port
     node.jvm = {"input_arguments": jvm_args, "mem": {"heap_init_in_bytes": heap[0], "heap_max_in_bytes": heap[1]}}
     keystore = read_keystore()
