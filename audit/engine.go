@@ -143,7 +143,7 @@ func (a *evalEngine) input(in NodeInput) eval.Input {
 	}
 	input := eval.Input{Facts: in.Facts, Node: node, Policy: eval.PolicyOptions{ExpectInstanceProfile: in.ExpectInstanceProfile, AutoScaled: in.AutoScaled}}
 	if in.Probes != nil {
-		input.Probes = &eval.Probes{ReachablePorts: in.Probes.ReachablePorts, SnapshotPolicies: in.Probes.SnapshotPolicies}
+		input.Probes = &eval.Probes{ReachablePorts: in.Probes.ReachablePorts, SnapshotPolicies: in.Probes.SnapshotPolicies, Cluster: in.Probes.Cluster}
 		if a := in.Probes.ESAPI; a != nil {
 			input.Probes.ESAPI = &eval.ESAPI{Version: a.Version, ClusterName: a.ClusterName, NodeName: a.NodeName, Settings: a.Settings, HeapInitBytes: a.HeapInitBytes, HeapMaxBytes: a.HeapMaxBytes}
 		}

@@ -94,6 +94,112 @@ deny contains finding if {
 }
 
 # METADATA
+# title: Index replicas cannot survive the loss of one availability zone
+# description: >-
+#   The auditor read the cluster's indices, allocation awareness and data
+#   nodes from the API, and an AZ outage (or, for the same reason, an Auto
+#   Scaling group removing the instances of one zone) would take every copy
+#   of some shard: an index has no replica (number_of_replicas 0) while the
+#   cluster has several data nodes; or allocation awareness is off
+#   (cluster.routing.allocation.awareness.attributes) while a zone holds
+#   more than one data node, or the zones are unknown, so Elasticsearch may
+#   put a shard's primary and replica in one zone (it spreads copies by
+#   node, not zone, without awareness: AwarenessAllocationDecider); or the
+#   data nodes that can hold shards all sit in one zone. With awareness on
+#   and one replica in two zones, each zone holds a copy of every shard.
+# custom:
+#   id: ES-CLU-005
+#   requires: [probes.cluster]
+#   severity: high
+#   remediation: >-
+#     Give every index at least one replica (PUT <index>/_settings
+#     {"index.number_of_replicas": 1}); turn on zone awareness (the node
+#     spec's AZ awareness: esnode boot writes node.attr.aws_availability_zone
+#     and cluster.routing.allocation.awareness.attributes); and spread the
+#     Auto Scaling group's data nodes over at least two availability zones
+#     (two subnets).
+#   stage: [audit]
+deny contains finding if {
+	some f in zone_loss
+	finding := object.union(f, {"id": rego.metadata.rule().custom.id})
+}
+
+# zone_loss are ES-CLU-005's findings, one reason each.
+zone_loss contains finding if {
+	c := cluster_layout
+	count(lib.arr(object.get(c, "data_nodes", []))) > 1
+	some idx in lib.arr(object.get(c, "indices", []))
+	object.get(idx, "replicas", 0) == 0
+	finding := {
+		"msg": sprintf("index %s has no replica: the zone (or node) holding one of its primaries takes that shard with it", [object.get(idx, "name", "")]),
+		"resource": sprintf("index:%s", [object.get(idx, "name", "")]),
+		"index": object.get(idx, "name", ""),
+		"replicas": 0,
+	}
+}
+
+zone_loss contains finding if {
+	c := cluster_layout
+	count(lib.arr(object.get(c, "awareness_attributes", []))) == 0
+	nodes := lib.arr(object.get(c, "data_nodes", []))
+	count(nodes) > 1
+	replicated_indices(c)
+	crowded := [z | some z in node_zones(nodes, zone_attribute(c)); count([n | some n in nodes; object.get(lib.obj(object.get(n, "attributes", {})), zone_attribute(c), "") == z]) > 1]
+	unknown := [n | some n in nodes; object.get(lib.obj(object.get(n, "attributes", {})), zone_attribute(c), "") == ""]
+	count(crowded) + count(unknown) > 0
+	finding := {
+		"msg": sprintf("allocation awareness is off and %s: Elasticsearch may place a shard's primary and replica in the same availability zone", [awareness_off_reason(crowded, unknown)]),
+		"resource": "_cluster/settings:cluster.routing.allocation.awareness.attributes",
+		"zones_with_several_data_nodes": sort(crowded),
+		"data_nodes_without_zone": count(unknown),
+	}
+}
+
+zone_loss contains finding if {
+	c := cluster_layout
+	aware := lib.arr(object.get(c, "awareness_attributes", []))
+	count(aware) > 0
+	attr := aware[0]
+	nodes := lib.arr(object.get(c, "data_nodes", []))
+	zoned := [n | some n in nodes; object.get(lib.obj(object.get(n, "attributes", {})), attr, "") != ""]
+	count(zoned) > 0
+	zones := node_zones(zoned, attr)
+	count(zones) < 2
+	replicated_indices(c)
+	finding := {
+		"msg": sprintf("every data node that can hold shards is in %s %v: losing that zone loses every copy", [attr, sort([z | some z in zones])]),
+		"resource": sprintf("node.attr.%s", [attr]),
+		"zones": sort([z | some z in zones]),
+	}
+}
+
+cluster_layout := c if {
+	c := object.get(lib.probes, "cluster", null)
+	is_object(c)
+}
+
+replicated_indices(c) if {
+	some idx in lib.arr(object.get(c, "indices", []))
+	object.get(idx, "replicas", 0) > 0
+}
+
+# The zone attribute: the first awareness attribute, else the one esnode
+# boot writes.
+zone_attribute(c) := a if {
+	a := lib.arr(object.get(c, "awareness_attributes", []))[0]
+} else := "aws_availability_zone"
+
+node_zones(nodes, attr) := {z |
+	some n in nodes
+	z := object.get(lib.obj(object.get(n, "attributes", {})), attr, "")
+	z != ""
+}
+
+awareness_off_reason(crowded, unknown) := sprintf("zone(s) %v hold several data nodes", [sort(crowded)]) if {
+	count(crowded) > 0
+} else := sprintf("%d data node(s) report no zone", [count(unknown)])
+
+# METADATA
 # title: Setting that this Elasticsearch version does not register
 # description: >-
 #   elasticsearch.yml holds a key the node's Elasticsearch version does not

@@ -85,3 +85,60 @@ test_unknown_setting_none_passes if {
 	not "ES-CLU-004" in clu_ids(fixtures.clean)
 	not "ES-CLU-004" in clu_ids(fixtures.patched([{"op": "add", "path": "/facts/elasticsearch/unknown_settings", "value": []}]))
 }
+
+# ES-CLU-005: replicas versus availability zones.
+
+dn(name, zone) := {"name": name, "attributes": {"aws_availability_zone": zone}} if zone != ""
+
+dn(name, "") := {"name": name, "attributes": {}}
+
+with_cluster(c) := fixtures.patched([{"op": "add", "path": "/probes/cluster", "value": c}])
+
+layout(indices, aware, nodes) := {"indices": indices, "awareness_attributes": aware, "awareness_source": "node", "forced_awareness": {}, "data_nodes": nodes}
+
+two_zones := [dn("es-1", "us-east-1a"), dn("es-2", "us-east-1b"), dn("es-3", "us-east-1a")]
+
+clu005(doc) := {f | some f in cluster.deny with input as doc; f.id == "ES-CLU-005"}
+
+test_replicas_aware_two_zones_passes if {
+	count(clu005(with_cluster(layout([{"name": "logs", "replicas": 1}], ["aws_availability_zone"], two_zones)))) == 0
+}
+
+test_unknown_cluster_layout_passes if {
+	# Not read (no API, no monitor privilege): the engine reports the rule as not evaluated.
+	count(clu005(fixtures.clean)) == 0
+}
+
+test_index_without_replica_flagged if {
+	fs := clu005(with_cluster(layout([{"name": "logs", "replicas": 1}, {"name": "raw", "replicas": 0}], ["aws_availability_zone"], two_zones)))
+	{f.resource | some f in fs} == {"index:raw"}
+}
+
+test_index_without_replica_single_node_passes if {
+	count(clu005(with_cluster(layout([{"name": "raw", "replicas": 0}], [], [dn("es-1", "us-east-1a")])))) == 0
+}
+
+test_awareness_off_with_crowded_zone_flagged if {
+	fs := clu005(with_cluster(layout([{"name": "logs", "replicas": 1}], [], two_zones)))
+	{[f.resource, f.zones_with_several_data_nodes] | some f in fs} == {["_cluster/settings:cluster.routing.allocation.awareness.attributes", ["us-east-1a"]]}
+}
+
+test_awareness_off_zones_unknown_flagged if {
+	fs := clu005(with_cluster(layout([{"name": "logs", "replicas": 1}], [], [dn("es-1", ""), dn("es-2", "")])))
+	{f.data_nodes_without_zone | some f in fs} == {2}
+}
+
+test_awareness_off_one_node_per_zone_passes if {
+	count(clu005(with_cluster(layout([{"name": "logs", "replicas": 1}], [], [dn("es-1", "us-east-1a"), dn("es-2", "us-east-1b")])))) == 0
+}
+
+test_all_data_nodes_in_one_zone_flagged if {
+	fs := clu005(with_cluster(layout([{"name": "logs", "replicas": 2}], ["aws_availability_zone"], [dn("es-1", "us-east-1a"), dn("es-2", "us-east-1a"), dn("es-3", "")])))
+	{[f.resource, f.zones] | some f in fs} == {["node.attr.aws_availability_zone", ["us-east-1a"]]}
+}
+
+test_no_replicated_index_no_zone_finding if {
+	# Nothing to spread: only the no-replica finding, per index.
+	fs := clu005(with_cluster(layout([{"name": "raw", "replicas": 0}], [], two_zones)))
+	{f.resource | some f in fs} == {"index:raw"}
+}

@@ -169,7 +169,7 @@ func TestFactsRoundTrip(t *testing.T) {
 // wantRules are the checks issue 6 asks for, by id.
 var wantRules = []string{
 	"ES-ASG-001", "ES-ASG-002",
-	"ES-CLU-001", "ES-CLU-002", "ES-CLU-003", "ES-CLU-004",
+	"ES-CLU-001", "ES-CLU-002", "ES-CLU-003", "ES-CLU-004", "ES-CLU-005",
 	"ES-FILE-001", "ES-FILE-002",
 	"ES-HEAP-001", "ES-HEAP-002", "ES-HEAP-003", "ES-HEAP-004",
 	"ES-NET-001", "ES-NET-002", "ES-NET-003", "ES-NET-004", "ES-NET-005", "ES-NET-006",

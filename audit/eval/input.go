@@ -1,6 +1,9 @@
 package eval
 
-import "github.com/esbake/packer-plugin-elasticsearch/facts"
+import (
+	"github.com/esbake/packer-plugin-elasticsearch/audit/probe"
+	"github.com/esbake/packer-plugin-elasticsearch/facts"
+)
 
 // Input is the document the policies see as `input` (policies/README.md
 // describes it field by field).
@@ -76,6 +79,9 @@ type Probes struct {
 	// SnapshotPolicies counts SLM policies; nil when unknown (no API,
 	// Elasticsearch before 7.4, or not allowed to ask).
 	SnapshotPolicies *int `json:"snapshot_policies"`
+	// Cluster is the indices' replicas, the allocation awareness in effect
+	// and the data nodes' attributes; nil when unknown.
+	Cluster *probe.Cluster `json:"cluster"`
 }
 
 // ESAPI is what /_nodes/_local/settings,jvm reported.

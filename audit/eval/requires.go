@@ -59,6 +59,14 @@ func missingFact(in Input, req string) string {
 			return "the Elasticsearch API did not answer the auditor's probe"
 		}
 		return ""
+	case "probes.cluster":
+		if in.Probes == nil || in.Probes.ESAPI == nil {
+			return "the Elasticsearch API did not answer the auditor's probe (indices and zones unknown)"
+		}
+		if in.Probes.Cluster == nil {
+			return "the Elasticsearch API did not report the indices, cluster settings and nodes (GET /_cat/indices, /_cluster/settings, /_nodes need the monitor privilege)"
+		}
+		return ""
 	case "probes.snapshot_policies":
 		if in.Probes == nil || in.Probes.ESAPI == nil {
 			return "the Elasticsearch API did not answer the auditor's probe (snapshot policies unknown)"

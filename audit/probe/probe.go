@@ -1,7 +1,8 @@
 // Package probe checks a node from the auditor's side: which of its ports
 // accept a TCP connection, and, when the HTTP port answers, what the
 // Elasticsearch API reports about the node (effective settings, JVM heap)
-// and how many snapshot lifecycle policies the cluster has.
+// how many snapshot lifecycle policies the cluster has, and how its
+// indices' copies can spread over availability zones.
 package probe
 
 import (
@@ -51,6 +52,37 @@ type Result struct {
 	ESAPIError string
 	// SnapshotPolicies counts GET /_slm/policy entries; nil when unknown.
 	SnapshotPolicies *int
+	// Cluster is the indices' replicas, the allocation awareness in effect
+	// and the data nodes' attributes; nil when the API did not tell.
+	Cluster *Cluster
+}
+
+// Cluster is what decides whether the indices survive the loss of one
+// availability zone.
+type Cluster struct {
+	// Indices are the indices GET /_cat/indices lists, with their replicas.
+	Indices []IndexReplicas `json:"indices"`
+	// Awareness is cluster.routing.allocation.awareness.attributes in
+	// effect: transient, else persistent (GET /_cluster/settings), else the
+	// probed node's own setting. Force are the forced awareness values per
+	// attribute (cluster.routing.allocation.awareness.force.<attr>.values).
+	Awareness       []string            `json:"awareness_attributes"`
+	AwarenessSource string              `json:"awareness_source"`
+	Force           map[string][]string `json:"forced_awareness"`
+	// DataNodes are the nodes holding a data role, with their attributes.
+	DataNodes []DataNode `json:"data_nodes"`
+}
+
+// IndexReplicas is one index and its number_of_replicas.
+type IndexReplicas struct {
+	Name     string `json:"name"`
+	Replicas int    `json:"replicas"`
+}
+
+// DataNode is a data node's name and attributes (node.attr.*).
+type DataNode struct {
+	Name       string            `json:"name"`
+	Attributes map[string]string `json:"attributes"`
 }
 
 // ESAPI is the node as its API reports it.
@@ -225,7 +257,96 @@ func (p *Prober) Probe(ctx context.Context, host string, ports []int, httpPort i
 		n := len(slm)
 		res.SnapshotPolicies = &n
 	}
+	res.Cluster = p.cluster(ctx, client, scheme, base, api.Settings)
 	return res
+}
+
+// cluster reads the indices, the cluster settings and the nodes; nil when
+// one of them does not answer (the rule is then not evaluated).
+func (p *Prober) cluster(ctx context.Context, client *http.Client, scheme, base string, local map[string]any) *Cluster {
+	var cat []struct {
+		Index string `json:"index"`
+		Rep   string `json:"rep"`
+	}
+	var settings struct {
+		Persistent map[string]any `json:"persistent"`
+		Transient  map[string]any `json:"transient"`
+	}
+	var nodes struct {
+		Nodes map[string]struct {
+			Name       string            `json:"name"`
+			Roles      []string          `json:"roles"`
+			Attributes map[string]string `json:"attributes"`
+		} `json:"nodes"`
+	}
+	if p.getWith(ctx, client, scheme, base, "/_cat/indices?format=json&h=index,rep", &cat) != nil ||
+		p.getWith(ctx, client, scheme, base, "/_cluster/settings?flat_settings=true", &settings) != nil ||
+		p.getWith(ctx, client, scheme, base, "/_nodes", &nodes) != nil {
+		return nil
+	}
+	c := &Cluster{Indices: []IndexReplicas{}, Awareness: []string{}, Force: map[string][]string{}, DataNodes: []DataNode{}}
+	for _, i := range cat {
+		n, err := strconv.Atoi(i.Rep)
+		if err != nil {
+			return nil
+		}
+		c.Indices = append(c.Indices, IndexReplicas{Name: i.Index, Replicas: n})
+	}
+	const awareKey, forcePrefix = "cluster.routing.allocation.awareness.attributes", "cluster.routing.allocation.awareness.force."
+	// Transient settings win over persistent ones, which win over the node's
+	// elasticsearch.yml (ClusterSettings).
+	for _, src := range []struct {
+		name string
+		m    map[string]any
+	}{{"node", local}, {"persistent", settings.Persistent}, {"transient", settings.Transient}} {
+		if v, ok := src.m[awareKey]; ok {
+			c.Awareness, c.AwarenessSource = settingList(v), src.name
+		}
+		for k, v := range src.m {
+			if attr, ok := strings.CutPrefix(k, forcePrefix); ok && strings.HasSuffix(attr, ".values") {
+				c.Force[strings.TrimSuffix(attr, ".values")] = settingList(v)
+			}
+		}
+	}
+	ids := make([]string, 0, len(nodes.Nodes))
+	for id := range nodes.Nodes {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		n := nodes.Nodes[id]
+		for _, r := range n.Roles {
+			if r == "data" || strings.HasPrefix(r, "data_") {
+				attrs := n.Attributes
+				if attrs == nil {
+					attrs = map[string]string{}
+				}
+				c.DataNodes = append(c.DataNodes, DataNode{Name: n.Name, Attributes: attrs})
+				break
+			}
+		}
+	}
+	return c
+}
+
+// settingList reads a list setting: a JSON list or a comma-separated string.
+func settingList(v any) []string {
+	out := []string{}
+	switch t := v.(type) {
+	case []any:
+		for _, x := range t {
+			if s := strings.TrimSpace(fmt.Sprint(x)); s != "" {
+				out = append(out, s)
+			}
+		}
+	case string:
+		for _, s := range strings.Split(t, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
 }
 
 // get picks the scheme (auto: https first) and decodes the answer.

@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"encoding/pem"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -34,6 +35,22 @@ func esAPIStandIn(secured bool) http.Handler {
 				"jvm":{"mem":{"heap_init_in_bytes":4294967296,"heap_max_in_bytes":4294967296}}}}}`))
 		case "/_slm/policy":
 			w.Write([]byte(`{"nightly":{},"weekly":{}}`))
+		case "/_cat/indices":
+			if r.URL.Query().Get("format") != "json" || r.URL.Query().Get("h") != "index,rep" {
+				http.Error(w, "stand-in: unexpected query", http.StatusBadRequest)
+				return
+			}
+			w.Write([]byte(`[{"index":"logs","rep":"1"},{"index":"raw","rep":"0"}]`))
+		case "/_cluster/settings":
+			// Flat settings: transient wins over persistent (and both over the node's own).
+			w.Write([]byte(`{"persistent":{"cluster.routing.allocation.awareness.attributes":"rack",
+				"cluster.routing.allocation.awareness.force.aws_availability_zone.values":"us-east-1a,us-east-1b"},
+				"transient":{"cluster.routing.allocation.awareness.attributes":"aws_availability_zone"}}`))
+		case "/_nodes":
+			w.Write([]byte(`{"nodes":{
+				"b":{"name":"es-2","roles":["data_hot","ingest"],"attributes":{"aws_availability_zone":"us-east-1b"}},
+				"a":{"name":"es-1","roles":["master","data"],"attributes":{"aws_availability_zone":"us-east-1a"}},
+				"m":{"name":"es-m","roles":["master"],"attributes":{}}}}`))
 		default:
 			http.NotFound(w, r)
 		}
@@ -76,6 +93,34 @@ func check(t *testing.T, res Result, port int) {
 	}
 	if res.SnapshotPolicies == nil || *res.SnapshotPolicies != 2 {
 		t.Errorf("snapshot policies = %v", res.SnapshotPolicies)
+	}
+	c := res.Cluster
+	if c == nil {
+		t.Fatal("no cluster layout")
+	}
+	want := `{[{logs 1} {raw 0}] [aws_availability_zone] transient map[aws_availability_zone:[us-east-1a us-east-1b]] [{es-1 map[aws_availability_zone:us-east-1a]} {es-2 map[aws_availability_zone:us-east-1b]}]}`
+	if got := fmt.Sprint(*c); got != want {
+		t.Errorf("cluster layout\n%s\nwant\n%s", got, want)
+	}
+}
+
+// A cluster API the auditor may not read (no monitor privilege on
+// /_cat/indices): no layout, so the rule is reported as not evaluated.
+func TestProbeClusterLayoutUnreadable(t *testing.T) {
+	full := esAPIStandIn(false)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/_cat/indices" {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		full.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	host, port := split(t, srv.URL)
+	p, _ := New(Options{Scheme: "http"})
+	res := p.Probe(context.Background(), host, []int{port}, port)
+	if res.ESAPI == nil || res.Cluster != nil {
+		t.Errorf("forbidden /_cat/indices: ESAPI %v, cluster %+v (want the API, no layout)", res.ESAPI, res.Cluster)
 	}
 }
 
