@@ -21,6 +21,16 @@ const terminatingTransition = "autoscaling:EC2_INSTANCE_TERMINATING"
 // hookTimeUnit is a second of HeartbeatTimeout; tests shorten it.
 var hookTimeUnit = time.Second
 
+// SetHookTimeUnit makes a second of every lifecycle hook's HeartbeatTimeout
+// last d instead (a test knob, for the whole process: an end-to-end drain
+// then runs in seconds instead of an hour), and returns the undo. Hooks keep
+// the unit they were put with.
+func SetHookTimeUnit(d time.Duration) (restore func()) {
+	old := hookTimeUnit
+	hookTimeUnit = d
+	return func() { hookTimeUnit = old }
+}
+
 type asGroup struct {
 	name              string
 	min, max, desired int
@@ -36,6 +46,8 @@ type asInstance struct {
 	token     string
 	heartbeat int
 	timer     *time.Timer
+	// outcome is how the termination went on (LifecycleOutcome).
+	outcome string
 }
 
 type asHook struct {
@@ -134,6 +146,18 @@ func (s *Server) dispatchAutoScaling(req *request) (any, *apiError) {
 		}
 		g.hooks[name] = &asHook{name: name, transition: tr, defaultResult: def, heartbeatTimeout: time.Duration(hb) * hookTimeUnit}
 		return "", nil
+	case "DeleteLifecycleHook":
+		g, e := group()
+		if e != nil {
+			return nil, e
+		}
+		name := p.str("LifecycleHookName")
+		if g.hooks[name] == nil {
+			return nil, asErr("No Lifecycle Hook found with name %s for group %s", name, g.name)
+		}
+		// Instances already waiting on it keep their lifecycle action.
+		delete(g.hooks, name)
+		return "", nil
 	case "DescribeLifecycleHooks":
 		g, e := group()
 		if e != nil {
@@ -218,6 +242,7 @@ func (s *Server) dispatchAutoScaling(req *request) (any, *apiError) {
 		if res != "CONTINUE" && res != "ABANDON" {
 			return nil, asErr("Valid values for LifecycleActionResult are CONTINUE and ABANDON")
 		}
+		ai.outcome = "completed:" + res
 		s.finishTermination(r, g, ai, req.now)
 		return "", nil
 	}
@@ -249,6 +274,7 @@ func (s *Server) startTermination(r *region, g *asGroup, ai *asInstance, now tim
 			return
 		}
 	}
+	ai.outcome = "no-hook"
 	s.finishTermination(r, g, ai, now)
 }
 
@@ -264,6 +290,7 @@ func (s *Server) armHook(r *region, g *asGroup, ai *asInstance, now time.Time) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if ai.state == "Terminating:Wait" && ai.deadline.Equal(deadline) {
+			ai.outcome = "timeout:" + ai.hook.defaultResult
 			s.finishTermination(r, g, ai, s.now())
 		}
 	})
@@ -296,6 +323,23 @@ func (s *Server) TargetLifecycleState(instanceID string) string {
 					return "InService"
 				}
 				return "Terminated"
+			}
+		}
+	}
+	return ""
+}
+
+// LifecycleOutcome says how the instance's termination went on (tests):
+// "completed:CONTINUE" (or ABANDON) by CompleteLifecycleAction,
+// "timeout:<default result>" when the hook's heartbeat timeout passed,
+// "no-hook" without a termination hook, "" while it waits or in service.
+func (s *Server) LifecycleOutcome(instanceID string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.regions {
+		for _, g := range r.autoscaling {
+			if ai := g.instances[instanceID]; ai != nil {
+				return ai.outcome
 			}
 		}
 	}

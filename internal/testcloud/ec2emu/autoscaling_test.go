@@ -43,8 +43,7 @@ func (e *env) state(id string) string {
 // wait, CompleteLifecycleAction terminates it; without a completion the
 // hook's timeout terminates it all the same; without a hook at once.
 func TestAutoScalingTerminationHook(t *testing.T) {
-	hookTimeUnit = 10 * time.Millisecond // HeartbeatTimeout 100 -> 1 s
-	t.Cleanup(func() { hookTimeUnit = time.Second })
+	t.Cleanup(SetHookTimeUnit(10 * time.Millisecond)) // HeartbeatTimeout 100 -> 1 s
 	e := newEnv(t, Options{})
 	as := e.autoscaling("us-east-1")
 	ids := e.running(3)
@@ -89,6 +88,9 @@ func TestAutoScalingTerminationHook(t *testing.T) {
 	if st := e.state(ids[0]); st != "shutting-down" && st != "terminated" {
 		t.Errorf("instance %s after CompleteLifecycleAction", st)
 	}
+	if o := e.srv.LifecycleOutcome(ids[0]); o != "completed:CONTINUE" {
+		t.Errorf("outcome %q, want completed:CONTINUE", o)
+	}
 	_, err = as.CompleteLifecycleAction(e.ctx, &autoscaling.CompleteLifecycleActionInput{AutoScalingGroupName: g, LifecycleHookName: aws.String("es-drain"), InstanceId: aws.String(ids[0]), LifecycleActionResult: aws.String("CONTINUE")})
 	wantCode(t, err, "ValidationError") // no active action any more
 
@@ -100,6 +102,9 @@ func TestAutoScalingTerminationHook(t *testing.T) {
 	}
 	if st := e.state(ids[1]); st == "running" {
 		t.Error("the hook's timeout never terminated the instance")
+	}
+	if o := e.srv.LifecycleOutcome(ids[1]); o != "timeout:CONTINUE" {
+		t.Errorf("outcome %q, want timeout:CONTINUE", o)
 	}
 
 	// 3: a group without a termination hook terminates at once.
@@ -114,5 +119,27 @@ func TestAutoScalingTerminationHook(t *testing.T) {
 	wantCode(t, err, "ValidationError")
 	if e.srv.TargetLifecycleState("i-0123456789abcdef0") != "" {
 		t.Error("an instance in no group has a target lifecycle state")
+	}
+}
+
+// DeleteLifecycleHook removes the hook: the next scale-in terminates at once.
+func TestAutoScalingDeleteLifecycleHook(t *testing.T) {
+	e := newEnv(t, Options{})
+	as := e.autoscaling("us-east-1")
+	ids := e.running(1)
+	g := aws.String("es-prod")
+	must(as.CreateAutoScalingGroup(e.ctx, &autoscaling.CreateAutoScalingGroupInput{AutoScalingGroupName: g, MinSize: aws.Int32(0), MaxSize: aws.Int32(1)}))(t)
+	must(as.AttachInstances(e.ctx, &autoscaling.AttachInstancesInput{AutoScalingGroupName: g, InstanceIds: ids}))(t)
+	must(as.PutLifecycleHook(e.ctx, &autoscaling.PutLifecycleHookInput{AutoScalingGroupName: g, LifecycleHookName: aws.String("es-drain"),
+		LifecycleTransition: aws.String("autoscaling:EC2_INSTANCE_TERMINATING"), HeartbeatTimeout: aws.Int32(3600)}))(t)
+	must(as.DeleteLifecycleHook(e.ctx, &autoscaling.DeleteLifecycleHookInput{AutoScalingGroupName: g, LifecycleHookName: aws.String("es-drain")}))(t)
+	if hooks := must(as.DescribeLifecycleHooks(e.ctx, &autoscaling.DescribeLifecycleHooksInput{AutoScalingGroupName: g}))(t); len(hooks.LifecycleHooks) != 0 {
+		t.Fatalf("hooks after delete: %+v", hooks.LifecycleHooks)
+	}
+	_, err := as.DeleteLifecycleHook(e.ctx, &autoscaling.DeleteLifecycleHookInput{AutoScalingGroupName: g, LifecycleHookName: aws.String("es-drain")})
+	wantCode(t, err, "ValidationError")
+	must(as.TerminateInstanceInAutoScalingGroup(e.ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{InstanceId: aws.String(ids[0]), ShouldDecrementDesiredCapacity: aws.Bool(true)}))(t)
+	if st := e.state(ids[0]); st == "running" || e.srv.LifecycleOutcome(ids[0]) != "no-hook" {
+		t.Errorf("hook deleted, but the instance is %s (%s)", st, e.srv.LifecycleOutcome(ids[0]))
 	}
 }

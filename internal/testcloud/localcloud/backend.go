@@ -76,7 +76,7 @@ func (b *backend) Launch(ctx context.Context, req ec2emu.LaunchRequest) (ec2emu.
 		MAC: req.MAC, AZ: req.AZ, Region: req.Region, AccountID: req.AccountID, Tags: req.Tags,
 		UserData: req.UserData, AuthorizedKey: req.KeyPublicKey, AllowIMDSv1: req.HTTPTokens == "optional",
 		IAMRole: roleName(req.IAMInstanceProfile), BootTimeout: b.lc.opts.BootTimeout,
-		RunFiles: map[string][]byte{GuestEndpointsDropIn: b.lc.guestEndpointsDropIn()},
+		RunFiles: map[string][]byte{GuestEndpointsDropIn: b.lc.guestEndpointsDropIn(), GuestDrainEndpointsDropIn: b.lc.guestDrainEndpointsDropIn()},
 		// The group's view at each request: Terminated once a scale-in picks it.
 		TargetLifecycleState: func() string { return b.lc.srv.TargetLifecycleState(req.InstanceID) },
 	}

@@ -166,6 +166,18 @@ func (lc *LocalCloud) GuestEndpoint() string { return lc.guestEndpoint }
 // and the SDK's endpoint resolution.
 const GuestEndpointsDropIn = "/run/systemd/system/esnode-boot.service.d/50-localcloud-endpoints.conf"
 
+// GuestDrainEndpointsDropIn does the same for esnode-drain.service, whose
+// lifecycle calls go to the emulator's Auto Scaling API
+// (AWS_ENDPOINT_URL_AUTO_SCALING).
+const GuestDrainEndpointsDropIn = "/run/systemd/system/esnode-drain.service.d/50-localcloud-endpoints.conf"
+
+func (lc *LocalCloud) guestDrainEndpointsDropIn() []byte {
+	return []byte("# Test-only, written by internal/testcloud/localcloud: guests reach the\n" +
+		"# Auto Scaling emulator here (the local cloud's stand-in for VPC endpoints).\n[Service]\n" +
+		"Environment=AWS_ENDPOINT_URL_AUTO_SCALING=" + lc.guestEndpoint + "\n" +
+		"Environment=AWS_ENDPOINT_URL_EC2=" + lc.guestEndpoint + "\n")
+}
+
 func (lc *LocalCloud) guestEndpointsDropIn() []byte {
 	return []byte("# Test-only, written by internal/testcloud/localcloud: guests reach the\n" +
 		"# EC2/SSM emulator here (the local cloud's stand-in for VPC endpoints).\n[Service]\n" +
