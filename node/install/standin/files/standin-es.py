@@ -5,11 +5,18 @@
 #  - settings: every elasticsearch.yml key must be registered by this major
 #    (standin-settings.json, built from spec/essettings; the discovery-ec2
 #    keys only when that plugin is installed); keystore-only settings in the
-#    file are refused (AbstractScopedSettings.validate, SecureSetting).
+#    file are refused (AbstractScopedSettings.validate, SecureSetting.get).
 #  - bootstrap checks when bound to a non-loopback address (BootstrapChecks:
 #    HeapSizeCheck, FileDescriptorCheck, MaxMapCountCheck, MlockallCheck,
 #    MaxNumberOfThreadsCheck, MaxSizeVirtualMemoryCheck, MaxFileSizeCheck,
-#    DiscoveryConfiguredCheck on 7+).
+#    DiscoveryConfiguredCheck on 7+), and x-pack's: 8.x with security on (the
+#    default) and no transport TLS (TransportTLSBootstrapCheck); 7.x with
+#    security explicitly on, no transport TLS and the basic license a formed
+#    cluster holds (TLSLicenseBootstrapCheck, XPackLicenseState.
+#    isTransportTlsRequired).
+#  - 8.x SSL settings (SSLService.validateServerConfiguration): a layer
+#    enabled without a key and certificate (or keystore), or configured
+#    without its `enabled` key, stops the node at start.
 #  - discovery and cluster formation over a TCP transport of its own (JSON
 #    lines on transport.port, between stand-ins only): peers from
 #    discovery.seed_hosts / discovery.zen.ping.unicast.hosts and from the EC2
@@ -30,8 +37,9 @@
 #    POST/DELETE /_cluster/voting_config_exclusions (7+). Cluster-level
 #    requests go to the elected master over the transport, as
 #    TransportMasterNodeAction sends them.
-# It does not serve TLS or authenticate (xpack.security settings are only
-# validated), and stores no documents.
+# Transport TLS is real (Python ssl, mutual); HTTP TLS settings are only
+# validated (HTTP stays plain), nothing authenticates, and it stores no
+# documents.
 import base64
 import ctypes
 import datetime
@@ -76,13 +84,13 @@ def log(level, msg):
     print(line, flush=True)
 
 
-def fail(msg, code=1):
+def fail(msg, code=1, exc="java.lang.IllegalArgumentException"):
     """Exit as Elasticsearch does on a startup exception."""
     if MAJOR >= 8:
-        sys.stderr.write("java.lang.IllegalArgumentException: %s\n" % msg)
+        sys.stderr.write("%s: %s\n" % (exc, msg))
         sys.stderr.write("ERROR: Elasticsearch did not exit normally - check the logs\n")
     else:
-        sys.stderr.write("uncaught exception in thread [main]\njava.lang.IllegalArgumentException: %s\n" % msg)
+        sys.stderr.write("uncaught exception in thread [main]\n%s: %s\n" % (exc, msg))
     sys.stderr.flush()
     sys.exit(code)
 
@@ -221,7 +229,7 @@ class Table:
 
     def check(self, key):
         if key in self.secure:
-            return "setting [%s] is a secure setting and must be stored inside the Elasticsearch keystore, but was found inside elasticsearch.yml" % key
+            return "Setting [%s] is a secure setting and must be stored inside the Elasticsearch keystore, but was found inside elasticsearch.yml" % key
         if key in self.keys:
             return None
         for p in self.prefixes:
@@ -245,14 +253,14 @@ def node_roles(s):
                           "node.transform", "node.remote_cluster_client") if k in s]
     if "node.roles" in s:
         if legacy:
-            # NodeRoleSettings: the two forms cannot be mixed.
+            # DiscoveryNode.getRolesFromSettings (validateLegacySettings): the two forms cannot be mixed.
             fail("can not explicitly configure node roles and use legacy role setting [%s]=[%s]" % (legacy[0], s[legacy[0]]))
         roles = as_list(s["node.roles"])
         for r in roles:
             if r not in KNOWN_ROLES:
                 fail("unknown role [%s]" % r)
         if "voting_only" in roles and "master" not in roles:
-            fail("voting-only node must be master-eligible")  # VotingOnlyNodePlugin
+            fail("voting-only node must be master-eligible")  # DiscoveryNodeRole.VOTING_ONLY_NODE_ROLE.validateRoles (7.x: VotingOnlyNodePlugin)
         return sorted(set(roles))
     if MAJOR >= 7:
         roles = set(DEFAULT_ROLES)
@@ -411,7 +419,67 @@ def bootstrap_failures(s, heap, memory_locked):
         legacy = ["discovery.zen.ping.unicast.hosts", "discovery.zen.hosts_provider"] if MAJOR == 7 else []
         if not any(k in s for k in keys + legacy):
             out.append("the default discovery settings are unsuitable for production use; at least one of [%s] must be configured" % ", ".join(keys))
+    tls = transport_tls_failure(s)
+    if tls:
+        out.append(tls)
     return out
+
+
+def security_enabled(s):
+    # XPackSettings.SECURITY_ENABLED: default true (7.x: off in effect on a
+    # basic or trial license unless set, XPackLicenseState.isSecurityEnabled).
+    return as_bool(s.get("xpack.security.enabled", "true"), "xpack.security.enabled")
+
+
+def transport_tls_failure(s):
+    """The x-pack bootstrap checks on transport TLS (XPackSettings.TRANSPORT_SSL_ENABLED, default false)."""
+    if as_bool(s.get("xpack.security.transport.ssl.enabled", "false"), "xpack.security.transport.ssl.enabled"):
+        return None
+    # 8.x: x-pack/plugin/core/src/main/java/org/elasticsearch/xpack/core/ssl/TransportTLSBootstrapCheck.java,
+    # installed by Security.createComponents whenever security is enabled.
+    if MAJOR >= 8 and security_enabled(s):
+        return ("Transport SSL must be enabled if security is enabled. Please set [xpack.security.transport.ssl.enabled] to [true] "
+                "or disable security by setting [xpack.security.enabled] to [false]")
+    # 7.x: TLSLicenseBootstrapCheck with the license of the cluster state on
+    # disk: none before the first formation, then the self-generated basic
+    # one (xpack.license.self_generated.type), where TLS is required only when
+    # security is explicitly enabled (XPackLicenseState.isTransportTlsRequired).
+    if MAJOR == 7 and "xpack.security.enabled" in s and security_enabled(s) and cluster_formed(s) \
+            and s.get("xpack.license.self_generated.type", "basic") == "basic":
+        return ("Transport SSL must be enabled if security is enabled on a [basic] license. Please set [xpack.security.transport.ssl.enabled] "
+                "to [true] or disable security by setting [xpack.security.enabled] to [false]")
+    return None
+
+
+def cluster_formed(s):
+    data = as_list(s.get("path.data")) or [os.path.join(HOME, "data")]
+    try:
+        with open(os.path.join(data[0], "standin", "node-state.json")) as fh:
+            return bool(json.load(fh).get("cluster_uuid"))
+    except (OSError, ValueError):
+        return False
+
+
+def check_ssl_settings(s, keystore):
+    """SSLService.validateServerConfiguration (x-pack/plugin/core/src/main/java/
+    org/elasticsearch/xpack/core/ssl/SSLService.java, 8.x), run at start for
+    transport and HTTP whether or not security is on: an enabled layer needs a
+    key and certificate; a layer with settings (yml or keystore, as
+    Settings.keySet holds both) needs its enabled key."""
+    if MAJOR < 8:
+        return
+    for prefix in ("xpack.security.transport.ssl", "xpack.security.http.ssl"):
+        enabled = prefix + ".enabled"
+        if as_bool(s.get(enabled), enabled):
+            if not s.get(prefix + ".keystore.path") and not (s.get(prefix + ".key") and s.get(prefix + ".certificate")):
+                fail("invalid SSL configuration for %s - server ssl configuration requires a key and certificate, but these have not been configured; "
+                     "you must set either [%s.keystore.path], or both [%s.key] and [%s.certificate]" % (prefix, prefix, prefix, prefix),
+                     exc="org.elasticsearch.ElasticsearchSecurityException")
+        elif enabled not in s:
+            names = sorted(k for k in set(s) | set(keystore) if k.startswith(prefix))
+            if names:
+                fail("invalid configuration for %s - [%s] is not set, but the following settings have been configured in elasticsearch.yml : [%s]" % (
+                    prefix, enabled, ",".join(names)), exc="org.elasticsearch.ElasticsearchSecurityException")
 
 
 def report_bootstrap_failures(failures):
@@ -616,8 +684,6 @@ class TransportTLS:
         self.key = res(s.get(pre + "key", ""))
         self.cert = res(s.get(pre + "certificate", ""))
         self.cas = [res(p) for p in as_list(s.get(pre + "certificate_authorities"))]
-        if not s.get(pre + "key") or not s.get(pre + "certificate"):
-            fail("SSL configuration [xpack.security.transport.ssl] requires a key and certificate: set [%skey] and [%scertificate]" % (pre, pre))
         self.mode = s.get(pre + "verification_mode", "full")
         self.client_auth = s.get(pre + "client_authentication", "required")
         self.stamp, self.ctx = None, None
@@ -1463,7 +1529,9 @@ def main():
         if p not in ("settings", "file") and not (p == "ec2" and "discovery-ec2" in plugins):
             fail("Unknown zen hosts provider [%s]" % p if MAJOR < 7 else "Unknown seed providers [%s]" % p)
 
-    node_roles(s)  # DiscoveryNode / NodeRoleSettings validate roles before bootstrap checks
+    node_roles(s)  # DiscoveryNode.getRolesFromSettings validates roles before bootstrap checks
+    keystore = read_keystore()  # Bootstrap loads the keystore before the node is built
+    check_ssl_settings(s, keystore)  # SSLService, built with the node, before the bootstrap checks
 
     # Heap, limits and memory lock, as the JVM and Bootstrap would see them.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -1500,7 +1568,6 @@ def main():
     node.table = table
     node.publish_ip, node.transport_port, node.http_port = publish, transport_port, http_port
     node.jvm = {"input_arguments": jvm_args, "mem": {"heap_init_in_bytes": heap[0], "heap_max_in_bytes": heap[1]}}
-    keystore = read_keystore()
     node.ec2 = EC2Seeds(s, keystore, transport_port) if "ec2" in providers else None
     if as_bool(s.get("cloud.node.auto_attributes"), "cloud.node.auto_attributes"):
         # Ec2DiscoveryPlugin.getAvailabilityZoneNodeAttributes: IMDSv1 before 8.2
@@ -1522,7 +1589,8 @@ def main():
             super().handle_error(request, client_address)
 
     global TLS
-    sec_on = as_bool(s.get("xpack.security.enabled", "true" if MAJOR >= 8 else "false"), "xpack.security.enabled")
+    # Security on: 8.x by default; 7.x (basic license) only when set.
+    sec_on = security_enabled(s) if MAJOR >= 8 else as_bool(s.get("xpack.security.enabled", "false"), "xpack.security.enabled")
     if sec_on and as_bool(s.get("xpack.security.transport.ssl.enabled", "false"), "xpack.security.transport.ssl.enabled"):
         TLS = TransportTLS(s)
         log("INFO", "transport TLS on (verification_mode %s, client_authentication %s)" % (TLS.mode, TLS.client_auth))
