@@ -352,6 +352,9 @@ func plan(ctx context.Context, e *bootEnv, in *gathered) (*bootPlan, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkWouldStart(e, in, yc, sec); err != nil {
+		return nil, err
+	}
 	heap, err := HeapMB(in.mem, node.Heap, ud.HeapPercent, ud.HeapMB)
 	if err != nil {
 		return nil, err
@@ -398,6 +401,33 @@ func plan(ctx context.Context, e *bootEnv, in *gathered) (*bootPlan, error) {
 	}
 	return &bootPlan{security: sec, settings: settings, bootstrap: dec, heap: heap, rules: rules, fwRules: fwRules, wantKeys: ud.DiscoveryAccessKeyParam != "",
 		accessParam: ud.DiscoveryAccessKeyParam, secretParam: ud.DiscoverySecretKeyParam}, nil
+}
+
+// checkWouldStart renders elasticsearch.yml as this boot would (before the
+// bootstrap decision, which does not touch security) and refuses settings
+// Elasticsearch would not start with. A file render cannot handle is left
+// to render, which says why.
+func checkWouldStart(e *bootEnv, in *gathered, yc ymlConfig, sec *securityPlan) error {
+	old, exists, err := readExisting(e.root, ElasticsearchYML)
+	if err != nil || !exists {
+		return nil
+	}
+	settings, err := yc.settings()
+	if err != nil {
+		return nil
+	}
+	if sec != nil {
+		settings = append(settings, sec.settings...)
+	}
+	b, err := renderElasticsearchYML(old, settings)
+	if err != nil {
+		return nil
+	}
+	flat, err := flattenYML(b)
+	if err != nil {
+		return nil
+	}
+	return checkTransportTLS(in.ver, flat, sec)
 }
 
 // render reads each file boot manages and computes its new content.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/esbake/packer-plugin-elasticsearch/internal/testcloud"
+	"github.com/esbake/packer-plugin-elasticsearch/internal/testpki"
 	"github.com/esbake/packer-plugin-elasticsearch/spec"
 )
 
@@ -60,6 +61,17 @@ func testRoot(t *testing.T, n spec.Node, memKB uint64) string {
 	// The package's own modes, which boot must keep.
 	os.Chmod(filepath.Join(root, ElasticsearchYML), 0o660)
 	return root
+}
+
+// withTransportTLS names transport TLS material in n's security section and
+// returns the store that holds it: Elasticsearch 8 does not start without
+// transport TLS (TransportTLSBootstrapCheck), so neither does boot.
+func withTransportTLS(t *testing.T, n spec.Node) (spec.Node, memSecrets) {
+	t.Helper()
+	ca := testpki.NewCA(t, "boot test transport CA")
+	key, cert, _, _ := ca.Issue(t, "node", time.Now().Add(-time.Hour), time.Now().Add(48*time.Hour))
+	n.Security = spec.Security{TransportKey: "/test/transport/key", TransportCertificate: "/test/transport/cert", TransportCA: "/test/transport/ca"}
+	return n, memSecrets{"/test/transport/key": string(key), "/test/transport/cert": string(cert), "/test/transport/ca": string(ca.PEM)}
 }
 
 func testSpec() spec.Node {
@@ -127,7 +139,9 @@ func TestBootAgainstMetadataMock(t *testing.T) {
 		Tags:             map[string]string{"es_cluster": "logs-prod", "Name": "es-node"},
 		UserData:         []byte("# esnode\nnode_roles: [master, data]\nheap_percent: 25\n"),
 	})
-	root := testRoot(t, testSpec(), 16*1024*1024) // 16 GiB
+	n, secrets := withTransportTLS(t, testSpec())
+	root := testRoot(t, n, 16*1024*1024)          // 16 GiB
+	now := time.Now().UTC().Truncate(time.Second) // the test certificate's validity
 	ymlPath := filepath.Join(root, ElasticsearchYML)
 	if os.Geteuid() == 0 {
 		// Boot must keep the package's root:elasticsearch ownership.
@@ -139,8 +153,8 @@ func TestBootAgainstMetadataMock(t *testing.T) {
 	fw := &RecordingFirewall{}
 	var out bytes.Buffer
 	opts := Options{
-		Root: root, IMDSEndpoint: ep, IMDSTimeout: 30 * time.Second, Out: &out, Runner: rr, Firewall: fw,
-		Now: func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) },
+		Root: root, IMDSEndpoint: ep, IMDSTimeout: 30 * time.Second, Out: &out, Runner: rr, Firewall: fw, Secrets: secrets,
+		Now: func() time.Time { return now },
 	}
 	res, err := Run(context.Background(), opts)
 	if err != nil {
@@ -291,12 +305,13 @@ func TestBootDryRun(t *testing.T) {
 	ep := startMock(t, testcloud.IMDSConfig{
 		LocalIPv4: "10.213.0.10", SubnetCIDR: "10.213.0.0/24", Tags: map[string]string{"es_cluster": "dry"},
 	})
-	root := testRoot(t, testSpec(), 8*1024*1024)
+	n, secrets := withTransportTLS(t, testSpec())
+	root := testRoot(t, n, 8*1024*1024)
 	before := snapshot(t, root)
 	rr := &RecordingRunner{}
 	fw := &RecordingFirewall{}
 	var out bytes.Buffer
-	res, err := Run(context.Background(), Options{Root: root, IMDSEndpoint: ep, DryRun: true, Out: &out, Runner: rr, Firewall: fw})
+	res, err := Run(context.Background(), Options{Root: root, IMDSEndpoint: ep, DryRun: true, Out: &out, Runner: rr, Firewall: fw, Secrets: secrets})
 	if err != nil {
 		t.Fatal(err)
 	}

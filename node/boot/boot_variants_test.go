@@ -202,13 +202,14 @@ func TestBootRejectsBadUserdata(t *testing.T) {
 }
 
 func TestBootTagMismatchWarns(t *testing.T) {
-	root := testRoot(t, testSpec(), 8*1024*1024)
+	n, secrets := withTransportTLS(t, testSpec())
+	root := testRoot(t, n, 8*1024*1024)
 	md := baseMetadata("cluster_name=from-userdata\n")
 	md["meta-data/tags/instance"] = "es_cluster"
 	md["meta-data/tags/instance/es_cluster"] = "from-tag"
 	ep := fakeIMDSv2(t, md)
 	var out bytes.Buffer
-	res, err := Run(context.Background(), Options{Root: root, IMDSEndpoint: ep, IMDSTimeout: 20 * time.Second, Out: &out, Runner: &RecordingRunner{}, Firewall: &RecordingFirewall{}})
+	res, err := Run(context.Background(), Options{Root: root, IMDSEndpoint: ep, IMDSTimeout: 20 * time.Second, Out: &out, Runner: &RecordingRunner{}, Firewall: &RecordingFirewall{}, Secrets: secrets})
 	if err != nil {
 		t.Fatal(err)
 	}

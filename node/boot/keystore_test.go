@@ -15,14 +15,15 @@ import (
 // earlier boot put in the keystore (a move to the instance profile must
 // not keep using old long-lived keys); keys esnode never added stay.
 func TestBootRemovesDiscoveryKeysNoLongerNamed(t *testing.T) {
-	root := testRoot(t, spec.Node{Elasticsearch: spec.Elasticsearch{Version: "8.15.3"}, Cluster: spec.Cluster{Name: "spec-cluster"}}, 8*1024*1024)
+	n, secrets := withTransportTLS(t, spec.Node{Elasticsearch: spec.Elasticsearch{Version: "8.15.3"}, Cluster: spec.Cluster{Name: "spec-cluster"}})
+	root := testRoot(t, n, 8*1024*1024)
 	list := KeystoreTool + " list"
 	boot := func(userdata string, keystore string) *RecordingRunner {
 		t.Helper()
 		rr := &RecordingRunner{Output: map[string][]byte{list: []byte(keystore)}}
 		var out bytes.Buffer
 		_, err := Run(context.Background(), Options{Root: root, IMDSEndpoint: fakeIMDSv2(t, baseMetadata(userdata)), IMDSTimeout: 20 * time.Second,
-			Out: &out, Runner: rr, Firewall: &RecordingFirewall{}, Params: fakeParams{"/es/ak": "AKIDSTANDIN0000", "/es/sk": "stand-in-secret"}})
+			Out: &out, Runner: rr, Firewall: &RecordingFirewall{}, Params: fakeParams{"/es/ak": "AKIDSTANDIN0000", "/es/sk": "stand-in-secret"}, Secrets: secrets})
 		if err != nil {
 			t.Fatalf("boot: %v\n%s", err, out.String())
 		}

@@ -104,14 +104,11 @@ func effectiveSecurity(n spec.Security, ud spec.Security) spec.Security {
 }
 
 // planSecurity fetches, checks and lays out the cluster's TLS material and
-// passwords. Nothing configured: nil (a warning on 8.x, whose bootstrap
-// check refuses security without transport TLS on a non-loopback address).
+// passwords. Nothing configured: nil (checkTransportTLS then decides
+// whether Elasticsearch could start without).
 func planSecurity(ctx context.Context, e *bootEnv, in *gathered) (*securityPlan, error) {
 	sec := effectiveSecurity(in.node.Security, in.ud.Security)
 	if !sec.Transport() && !sec.HTTP() && sec.ElasticPassword == "" {
-		if in.ver.Major >= 8 {
-			e.warn("no transport TLS material (node spec security / userdata security_transport_*): Elasticsearch %s refuses to start with security on and a non-loopback address (TransportTLSBootstrapCheck); give each cluster its material in Parameter Store or Secrets Manager (docs/esnode.md)", in.ver)
-		}
 		return nil, nil
 	}
 	if errs := spec.CheckSecurity(sec, "security "); len(errs) > 0 {
@@ -525,4 +522,54 @@ func managedKeystoreKeys(ud *Userdata, p *bootPlan) []string {
 		keys = append(keys, p.security.keystoreKeys...)
 	}
 	return keys
+}
+
+// checkTransportTLS refuses a configuration Elasticsearch would refuse to
+// start with: boot always binds the node's private address, so the
+// bootstrap checks are enforced (BootstrapChecks.enforceLimits; not with
+// discovery.type single-node), and with them x-pack's transport TLS check:
+// 8.x with security on, its default, and transport TLS off
+// (x-pack/plugin/core/src/main/java/org/elasticsearch/xpack/core/ssl/TransportTLSBootstrapCheck.java);
+// 7.x with security explicitly on, as boot writes it with any security
+// material, once the cluster holds its basic license, that is from the
+// first restart on (TLSLicenseBootstrapCheck). yml is the elasticsearch.yml
+// this boot would write, flattened; 6.x is not checked.
+func checkTransportTLS(ver spec.Version, yml map[string]any, sec *securityPlan) error {
+	if ver.Major < 7 || ymlTrue(yml["xpack.security.transport.ssl.enabled"]) || fmt.Sprint(yml["discovery.type"]) == "single-node" {
+		return nil
+	}
+	v, set := yml["xpack.security.enabled"]
+	if set && !ymlTrue(v) || !set && ver.Major < 8 {
+		return nil
+	}
+	if ver.Major == 7 && fmt.Sprint(yml["xpack.license.self_generated.type"]) == "trial" {
+		return nil
+	}
+	why := "security is on (the 8.x default)"
+	if set {
+		why = "elasticsearch.yml sets xpack.security.enabled: true"
+	}
+	if sec != nil {
+		why = "security is on but the security section names no transport material"
+	}
+	refusal := `would refuse to start: %s, transport TLS is off and the node binds its private address, so TransportTLSBootstrapCheck fails ("Transport SSL must be enabled if security is enabled")`
+	if ver.Major == 7 {
+		refusal = `would refuse every restart: %s and transport TLS is off, so once the cluster holds its basic license TLSLicenseBootstrapCheck fails ("Transport SSL must be enabled if security is enabled on a [basic] license")`
+	}
+	return fmt.Errorf("Elasticsearch %s "+refusal+". Store the cluster's transport TLS material in Parameter Store or Secrets Manager and name it "+
+		"in the node spec's security section (transport_key, transport_certificate and transport_ca, or transport_pkcs12 and transport_pkcs12_password) "+
+		"or per cluster in userdata (security_transport_key=... and the others); see docs/esnode.md, Security. The spec cannot turn security off: "+
+		"only an image whose elasticsearch.yml sets xpack.security.enabled: false runs without transport TLS (esaudit flags it, ES-SEC-003). "+
+		"The last good configuration was left untouched", ver, why)
+}
+
+// ymlTrue reads a boolean setting as Elasticsearch does (true, or "true").
+func ymlTrue(v any) bool {
+	switch b := v.(type) {
+	case bool:
+		return b
+	case string:
+		return b == "true"
+	}
+	return false
 }

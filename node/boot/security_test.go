@@ -358,3 +358,85 @@ func TestSecurityFactsAndAudit(t *testing.T) {
 		t.Errorf("transport TLS off not flagged: %v", ids)
 	}
 }
+
+// noSlots fails the test if boot touches a bootstrap slot.
+type noSlots struct{ t *testing.T }
+
+func (s noSlots) GetSlots(context.Context, []string) (map[string]string, error) {
+	s.t.Error("a bootstrap slot was read")
+	return nil, fmt.Errorf("no slots")
+}
+
+func (s noSlots) PutIfAbsent(context.Context, string, string) (bool, error) {
+	s.t.Error("a bootstrap slot was claimed")
+	return false, fmt.Errorf("no slots")
+}
+
+// TestBootRefusesSecurityWithoutTransportTLS: boot fails closed, before
+// claiming a bootstrap slot and without changing a file, on a node
+// Elasticsearch would refuse for its transport TLS bootstrap check (8.x:
+// security on by default; 7.x: security explicitly on), and lets through
+// what Elasticsearch accepts: transport TLS, security off in the image's
+// elasticsearch.yml, single-node discovery, 7.x without security, 6.x.
+func TestBootRefusesSecurityWithoutTransportTLS(t *testing.T) {
+	pwOnly := spec.Security{ElasticPassword: "/es/{cluster}/elastic-password"}
+	for _, tc := range []struct {
+		name, version string
+		sec           spec.Security
+		yml           string // appended to the image's elasticsearch.yml
+		want          []string
+	}{
+		{"8x-default", "8.15.3", spec.Security{}, "", []string{"Elasticsearch 8.15.3 would refuse to start: security is on (the 8.x default), transport TLS is off",
+			"TransportTLSBootstrapCheck", "security section (transport_key, transport_certificate and transport_ca", "userdata (security_transport_key=",
+			"xpack.security.enabled: false", "The last good configuration was left untouched"}},
+		{"8x-explicit", "8.15.3", spec.Security{}, "xpack.security.enabled: true\n", []string{"elasticsearch.yml sets xpack.security.enabled: true"}},
+		{"8x-password-only", "8.15.3", pwOnly, "", []string{"the security section names no transport material"}},
+		{"8x-security-off", "8.15.3", spec.Security{}, "xpack.security.enabled: false\n", nil},
+		{"8x-security-off-string", "8.15.3", spec.Security{}, "xpack.security.enabled: \"false\"\n", nil},
+		{"8x-single-node", "8.15.3", spec.Security{}, "discovery.type: single-node\n", nil},
+		{"8x-own-transport-tls", "8.15.3", spec.Security{}, "xpack.security.transport.ssl.enabled: true\n", nil},
+		{"7x-password-only", "7.17.25", pwOnly, "", []string{"Elasticsearch 7.17.25 would refuse every restart", "TLSLicenseBootstrapCheck", "on a [basic] license"}},
+		{"7x-default", "7.17.25", spec.Security{}, "", nil},
+		{"6x-password-only", "6.8.23", pwOnly, "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// A refused node would bootstrap a three-master cluster: it must not claim a slot.
+			n := spec.Node{Elasticsearch: spec.Elasticsearch{Version: tc.version}, Cluster: spec.Cluster{Name: "prod"}, Security: tc.sec}
+			if tc.want != nil || tc.version < "7" { // 6.x: zen, no slots
+				n.Cluster.MasterNodes = 3
+			}
+			root := testRoot(t, n, 8*1024*1024)
+			yml := filepath.Join(root, ElasticsearchYML)
+			f, err := os.OpenFile(yml, os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteString(tc.yml)
+			f.Close()
+			before := snapshot(t, root)
+			var out bytes.Buffer
+			_, err = Run(context.Background(), Options{Root: root, IMDSEndpoint: fakeIMDSv2(t, baseMetadata("")), IMDSTimeout: 20 * time.Second,
+				Out: &out, Runner: &RecordingRunner{}, Firewall: &RecordingFirewall{}, Slots: noSlots{t},
+				Secrets: memSecrets{"/es/prod/elastic-password": "stand-in-elastic-pw"}})
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("refused what Elasticsearch %s accepts: %v", tc.version, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("boot accepted a node Elasticsearch %s refuses; output:\n%s", tc.version, out.String())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+			for k, v := range snapshot(t, root) {
+				if before[k] != v {
+					t.Errorf("the refused boot changed %s", k)
+				}
+			}
+		})
+	}
+}
