@@ -187,6 +187,18 @@ build {
       discovery_tag_key = "es_cluster"
       master_nodes      = 3
     }
+
+    # Each cluster's TLS material and elastic password: SecureString
+    # parameters, never in the image; esnode boot reads them with the
+    # instance profile at every boot ({cluster} is the node's cluster name).
+    # Elasticsearch 8 does not start without transport TLS (docs/esnode.md,
+    # "Security": the commands that create them, and the IAM).
+    security {
+      transport_key         = "/es/{cluster}/transport/key"
+      transport_certificate = "/es/{cluster}/transport/cert"
+      transport_ca          = "/es/{cluster}/transport/ca"
+      elastic_password      = "/es/{cluster}/elastic-password"
+    }
   }
 
   # What was built, for the next stage of a pipeline: the AMI ids per region

@@ -61,6 +61,12 @@ var auditDriftExpected = []string{"ES-HEAP-001", "ES-HEAP-004", "ES-NET-001", "E
 // process really has fewer open files than the bootstrap check wants
 // (ES-SYS-002). The test asserts the unit asks for 65535 and the process
 // got exactly the host's limit, so a bake that forgot the limit still fails.
+// auditHTTPTLSOff (ES-SEC-008, medium) is expected on every baked node: the
+// spec gives transport TLS (which 8.x needs to start) but no HTTP material,
+// so HTTP stays plain while security is on (and the stand-in serves plain
+// HTTP only).
+const auditHTTPTLSOff = "ES-SEC-008"
+
 func auditArtefacts(t *testing.T) []string {
 	t.Helper()
 	var lim syscall.Rlimit
@@ -84,8 +90,8 @@ func TestE2EAuditBakedNodeOnGuest(t *testing.T) {
 	defer cancel()
 
 	// SubnetCIDR is left to the cloud: IMDS serves the bridge's real subnet.
-	cloud, inst, key := launchGuest(t, ctx, testcloud.CISImage, testcloud.LaunchSpec{
-		Tags: map[string]string{"es_cluster": clusterTag}, BootTimeout: guestBootTimeout})
+	cloud, inst, key := launchSecuredGuest(t, ctx, testcloud.CISImage, testcloud.LaunchSpec{
+		Tags: map[string]string{"es_cluster": clusterTag}, BootTimeout: guestBootTimeout}, clusterTag)
 	sh := func(cmd string) string {
 		t.Helper()
 		out, err := inst.Exec(ctx, cmd)
@@ -182,7 +188,7 @@ func TestE2EAuditBakedNodeOnGuest(t *testing.T) {
 
 	t.Run("clean", func(t *testing.T) {
 		res, n := run(t, "clean")
-		want := append([]string{}, artefacts...)
+		want := append([]string{auditHTTPTLSOff}, artefacts...)
 		if got := auditFindingIDs(n); !auditEqualIDs(got, want) {
 			t.Errorf("clean baked+booted node: findings %v, want %v:\n%s", got, want, auditFindingText(n))
 		}
@@ -208,7 +214,7 @@ func TestE2EAuditBakedNodeOnGuest(t *testing.T) {
 
 	t.Run("drift", func(t *testing.T) {
 		res, n := run(t, "drift")
-		want := append(append([]string(nil), auditDriftExpected...), artefacts...)
+		want := append(append([]string{auditHTTPTLSOff}, auditDriftExpected...), artefacts...)
 		if mem := auditGuestMemBytes(t, sh); mem > 0 && 4<<30 > mem/2 {
 			want = append(want, "ES-HEAP-002") // 4 GiB is over half of this guest's memory
 		}

@@ -128,6 +128,9 @@ func bakeNodeWith(t testing.TB, cloud *testcloud.Cloud, o bakeOptions) *baked {
 	arts, mirror := ServeStandins(t, cloud, o.Version)
 	n := bakeNodeSpec(arts, mirror)
 	n.Elasticsearch.Version = o.Version
+	if v, err := spec.ParseVersion(o.Version); err == nil && v.Major >= 8 {
+		n.Security = clusterSecurity // 8.x does not start without transport TLS
+	}
 	if o.Spec != nil {
 		o.Spec(n)
 		if err := n.Validate(); err != nil {

@@ -47,6 +47,8 @@ func TestE2EBootOnGuest(t *testing.T) {
 	img := bakeImage(t, cloud)
 	subnet := cloud.Subnet().String()
 	key := NewKey(t)
+	// The cluster's TLS material; zebra-cluster's for the dry run's tag change.
+	secrets := guestSecrets(t, ctx, cloud, clusterTag, "zebra-cluster")
 
 	nodes := []*bootNode{
 		{name: "tag-only", userdata: "", tags: map[string]string{"es_cluster": clusterTag},
@@ -56,9 +58,11 @@ func TestE2EBootOnGuest(t *testing.T) {
 			heapPercent: 40, source: "userdata cluster_name"},
 	}
 	for _, n := range nodes {
-		inst, err := cloud.Launch(ctx, testcloud.LaunchSpec{Image: img, AuthorizedKey: key.Authorized,
+		ls := testcloud.LaunchSpec{Image: img, AuthorizedKey: key.Authorized,
 			Tags: n.tags, UserData: []byte(n.userdata), SubnetCIDR: subnet, VPCCIDR: n.vpc,
-			BootTimeout: guestBootTimeout})
+			BootTimeout: guestBootTimeout}
+		secrets(&ls)
+		inst, err := cloud.Launch(ctx, ls)
 		if err != nil {
 			t.Fatalf("launch %s from the baked image: %v", n.name, err)
 		}
@@ -91,7 +95,7 @@ func TestE2EBootOnGuest(t *testing.T) {
 	t.Run("second-boot-by-hand", func(t *testing.T) {
 		before := readBootState(t, ctx, a.inst)
 		sums := fileSums(t, ctx, a.inst, before)
-		out, err := a.inst.Exec(ctx, "/usr/local/bin/esnode boot 2>&1")
+		out, err := a.inst.Exec(ctx, byHand+"boot 2>&1")
 		if err != nil {
 			t.Fatalf("esnode boot by hand: %v\n%s", err, out)
 		}
@@ -108,7 +112,7 @@ func TestE2EBootOnGuest(t *testing.T) {
 		sums := fileSums(t, ctx, a.inst, st)
 		a.inst.SetTags(map[string]string{"es_cluster": "zebra-cluster"})
 		defer a.inst.SetTags(a.tags)
-		out, err := a.inst.Exec(ctx, "/usr/local/bin/esnode boot --dry-run 2>&1")
+		out, err := a.inst.Exec(ctx, byHand+"boot --dry-run 2>&1")
 		if err != nil {
 			t.Fatalf("esnode boot --dry-run: %v\n%s", err, out)
 		}
@@ -469,13 +473,16 @@ func BenchmarkE2EBootVersusInstall(b *testing.B) {
 	testcloud.RequireHost(b)
 	cloud := testcloud.New(b)
 	key := NewKey(b)
+	secrets := guestSecrets(b, context.Background(), cloud, clusterTag, clusterTag+"-b")
 	var install, unit, hand time.Duration
 	for i := 0; i < b.N; i++ {
 		bk := bakeNode(b, cloud)
 		install += bk.Install
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		inst, err := cloud.Launch(ctx, testcloud.LaunchSpec{Image: bk.Image, AuthorizedKey: key.Authorized,
-			Tags: map[string]string{"es_cluster": clusterTag}, BootTimeout: guestBootTimeout})
+		ls := testcloud.LaunchSpec{Image: bk.Image, AuthorizedKey: key.Authorized,
+			Tags: map[string]string{"es_cluster": clusterTag}, BootTimeout: guestBootTimeout}
+		secrets(&ls)
+		inst, err := cloud.Launch(ctx, ls)
 		if err != nil {
 			cancel()
 			b.Fatal(err)
@@ -500,7 +507,7 @@ func BenchmarkE2EBootVersusInstall(b *testing.B) {
 
 		inst.SetTags(map[string]string{"es_cluster": clusterTag + "-b"})
 		t0 := time.Now()
-		out, err = inst.Exec(ctx, "/usr/local/bin/esnode boot 2>&1")
+		out, err = inst.Exec(ctx, byHand+"boot 2>&1")
 		hand += time.Since(t0)
 		if err != nil || !strings.Contains(out, "changed") {
 			cancel()

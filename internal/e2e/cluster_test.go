@@ -23,6 +23,7 @@ import (
 	"github.com/esbake/packer-plugin-elasticsearch/internal/testcloud"
 	"github.com/esbake/packer-plugin-elasticsearch/internal/testcloud/ec2emu"
 	"github.com/esbake/packer-plugin-elasticsearch/internal/testcloud/localcloud"
+	"github.com/esbake/packer-plugin-elasticsearch/internal/testpki"
 	"github.com/esbake/packer-plugin-elasticsearch/node/boot"
 	"github.com/esbake/packer-plugin-elasticsearch/spec"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -48,6 +49,7 @@ type clusterEnv struct {
 	ami     string
 	subnets []ec2types.Subnet // sorted by AZ: a, b
 	key     Key
+	ca      *testpki.CA // the cluster's transport CA (8.x), in the emulator's Parameter Store
 }
 
 // clusterNode is one launched node.
@@ -80,6 +82,9 @@ func newClusterEnv(t *testing.T, ctx context.Context, version string, o bakeOpti
 		t.Fatal(err)
 	}
 	e := &clusterEnv{t: t, ctx: ctx, lc: lc, ec2: emuEC2(t, lc), version: version, ami: ami, key: NewKey(t)}
+	if v, _ := spec.ParseVersion(version); v.Major >= 8 {
+		e.ca = putLocalCloudMaterial(t, ctx, lc, clusterTag)
+	}
 	if _, err := e.ec2.ImportKeyPair(ctx, &ec2.ImportKeyPairInput{KeyName: aws.String("cluster"), PublicKeyMaterial: []byte(e.key.Authorized)}); err != nil {
 		t.Fatal(err)
 	}

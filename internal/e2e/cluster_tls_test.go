@@ -6,14 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
-
 	"github.com/esbake/packer-plugin-elasticsearch/internal/testcloud"
 	"github.com/esbake/packer-plugin-elasticsearch/node/boot"
-	"github.com/esbake/packer-plugin-elasticsearch/spec"
 
 	"github.com/esbake/packer-plugin-elasticsearch/internal/testpki"
 )
@@ -35,32 +29,12 @@ func TestE2EClusterTLSOnLocalCloud(t *testing.T) {
 	testcloud.RequireHost(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	e := newClusterEnv(t, ctx, esVersion, bakeOptions{Spec: func(n *spec.Node) {
-		n.Security = spec.Security{TransportKey: "/es/{cluster}/transport/key", TransportCertificate: "/es/{cluster}/transport/cert",
-			TransportCA: "/es/{cluster}/transport/ca", ElasticPassword: "/es/{cluster}/elastic-password"}
-	}})
-	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(localRegion),
-		awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(testAccessKey, testSecretKey, "")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	params := ssm.NewFromConfig(cfg, func(o *ssm.Options) { o.BaseEndpoint = aws.String(e.lc.Endpoint()) })
-	put := func(name, value string) {
-		t.Helper()
-		if _, err := params.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(name), Value: aws.String(value), Type: "SecureString", Overwrite: aws.Bool(true)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ca, other := testpki.NewCA(t, clusterTag+" transport CA"), testpki.NewCA(t, "another cluster's CA")
-	key, cert := issueDays(t, ca, 180)
-	put("/es/"+clusterTag+"/transport/key", key)
-	put("/es/"+clusterTag+"/transport/cert", cert)
-	put("/es/"+clusterTag+"/transport/ca", string(ca.PEM))
-	put("/es/"+clusterTag+"/elastic-password", "e2e-stand-in-elastic-password")
-	okey, ocert := issueDays(t, other, 180)
-	put("/es/other/transport/key", okey)
-	put("/es/other/transport/cert", ocert)
-	put("/es/other/transport/ca", string(other.PEM))
+	// Every 8.x cluster env bakes clusterSecurity and stores the cluster's
+	// material (its own CA) in the emulator; another cluster has its own CA.
+	e := newClusterEnv(t, ctx, esVersion, bakeOptions{})
+	put := ssmPutter(t, ctx, e.lc.Endpoint(), localRegion)
+	ca := e.ca
+	putClusterMaterial(t, ctx, e.lc.Endpoint(), localRegion, "other")
 
 	tParent := t
 	start := time.Now()
@@ -74,7 +48,7 @@ func TestE2EClusterTLSOnLocalCloud(t *testing.T) {
 		if j := e.sh(n, "journalctl -u elasticsearch --no-pager | grep -c 'transport TLS on' || true"); j == "0" {
 			t.Errorf("%s: the stand-in did not turn transport TLS on", n.id)
 		}
-		if j := e.sh(n, "journalctl -u esnode-boot --no-pager"); strings.Contains(j, "BEGIN PRIVATE KEY") || strings.Contains(j, "e2e-stand-in-elastic-password") {
+		if j := e.sh(n, "journalctl -u esnode-boot --no-pager"); strings.Contains(j, "BEGIN PRIVATE KEY") || strings.Contains(j, elasticPassword) {
 			t.Errorf("%s: a secret in esnode-boot's journal", n.id)
 		}
 	}

@@ -78,6 +78,7 @@ func TestE2EJavaES6OnGuest(t *testing.T) {
 	cfg["elasticsearch"] = map[string]interface{}{"version": es6Version, "sha512": arts.Elasticsearch.SHA512}
 	cfg["java"] = map[string]interface{}{"package": javaPackage}
 	cfg["cluster"] = map[string]interface{}{"name": "aardvark-cluster", "master_nodes": 3}
+	delete(cfg, "security") // 6.x has no transport TLS requirement to meet
 
 	start := time.Now()
 	out, err := provisionOnGuest(ctx, t, inst, key, cfg)
@@ -140,8 +141,8 @@ func TestE2ERebootCheckOnGuest(t *testing.T) {
 	defer cancel()
 
 	// esnode-boot needs a cluster name at boot; the tag matches cluster.name.
-	cloud, inst, key := launchGuest(t, ctx, testcloud.CISImage, testcloud.LaunchSpec{
-		Tags: map[string]string{"es_cluster": clusterTag}, BootTimeout: guestBootTimeout})
+	cloud, inst, key := launchSecuredGuest(t, ctx, testcloud.CISImage, testcloud.LaunchSpec{
+		Tags: map[string]string{"es_cluster": clusterTag}, BootTimeout: guestBootTimeout}, clusterTag)
 	sh := guestShell(ctx, t, inst)
 	bootBefore := sh("cat /proc/sys/kernel/random/boot_id")
 

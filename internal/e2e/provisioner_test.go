@@ -30,6 +30,12 @@ func bakeConfig(arts *standin.Artifacts, mirror string) map[string]interface{} {
 			"enabled": true, "sha512": arts.CWAgent.SHA512, "log_group": "/elasticsearch/aardvark-cluster",
 		},
 		"cluster": map[string]interface{}{"name": "aardvark-cluster"},
+		// 8.x does not start without transport TLS: the material the guests'
+		// Parameter Store holds (guestSecrets), as example.pkr.hcl names it.
+		"security": map[string]interface{}{
+			"transport_key": clusterSecurity.TransportKey, "transport_certificate": clusterSecurity.TransportCertificate,
+			"transport_ca": clusterSecurity.TransportCA, "elastic_password": clusterSecurity.ElasticPassword,
+		},
 	}
 }
 
