@@ -47,7 +47,14 @@ func (d *demo) cleanup() error {
 				if _, err := sc.DeleteParameter(ctx, &ssm.DeleteParameterInput{Name: aws.String(ssmParam)}); err == nil {
 					fmt.Printf("    deleted SSM parameter %s\n", ssmParam)
 				}
-				// The bootstrap slots belong to the cluster: gone with it.
+				// The bootstrap slots and the TLS material belong to the cluster: gone with it.
+				var names []string
+				for _, n := range securityParams {
+					names = append(names, n)
+				}
+				if out, err := sc.DeleteParameters(ctx, &ssm.DeleteParametersInput{Names: names}); err == nil && len(out.DeletedParameters) > 0 {
+					fmt.Printf("    deleted the cluster's TLS material and elastic password /es/%s/*\n", clusterTag)
+				}
 				slots := boot.SlotNames(clusterTag, demoNodes)
 				if out, err := sc.DeleteParameters(ctx, &ssm.DeleteParametersInput{Names: slots}); err == nil && len(out.DeletedParameters) > 0 {
 					fmt.Printf("    deleted the cluster's bootstrap slots %s/%s/master-1..%d\n", boot.BootstrapPrefix, clusterTag, demoNodes)
