@@ -7,8 +7,8 @@ import data.esbake.lib
 
 # tls_configured: esnode was told to give this node TLS material (the spec's
 # security section, or what boot recorded). Rules about TLS being off apply
-# to those nodes; an 8.x node with no material at all is reported by
-# esnode boot's warning (and would not start on real Elasticsearch).
+# to those nodes; an 8.x node with no material at all is refused by esnode
+# boot (as real Elasticsearch refuses to start it).
 tls_configured if count(lib.obj(object.get(lib.spec, "security", {}))) > 0
 
 tls_configured if count(boot_security) > 0

@@ -50,7 +50,7 @@ test_secured_node_passes if {
 }
 
 # Nodes esnode gives no TLS (no spec security, no boot record) are left to
-# boot's warning: the clean fixture passes.
+# esnode boot, which refuses them on 8.x: the clean fixture passes.
 test_unconfigured_node_not_flagged_for_tls_off if {
 	not "ES-SEC-007" in tls_ids(fixtures.clean)
 	not "ES-SEC-008" in tls_ids(fixtures.clean)

@@ -383,6 +383,13 @@ func (e *clusterEnv) clusterForms() []*clusterNode {
 	if len(zones) != 2 || zones[""] {
 		t.Errorf("aws_availability_zone attributes %v, want the two AZs", zones)
 	}
+	if e.ca != nil { // 8.x: over the cluster's mutual transport TLS, from Parameter Store
+		for _, n := range nodes {
+			if c := e.sh(n, "journalctl -u elasticsearch --no-pager | grep -c 'transport TLS on (verification_mode certificate, client_authentication required)' || true"); c == "0" {
+				t.Errorf("%s: the stand-in did not turn transport TLS on", n.id)
+			}
+		}
+	}
 	if e.version < "7" {
 		for _, n := range nodes {
 			if d := e.bootDecision(n); d.Mode != "zen" || d.MinimumMasterNodes != 2 {
