@@ -58,6 +58,15 @@ func esnodeBinary(t testing.TB) string {
 	return esnodeBin
 }
 
+// clusterSecurity names each cluster's transport TLS material and elastic
+// password in Parameter Store, as example.pkr.hcl does. Every 8.x image the
+// tests bake carries it: Elasticsearch 8, and so esnode boot, does not start
+// without transport TLS (TransportTLSBootstrapCheck).
+var clusterSecurity = spec.Security{
+	TransportKey: "/es/{cluster}/transport/key", TransportCertificate: "/es/{cluster}/transport/cert",
+	TransportCA: "/es/{cluster}/transport/ca", ElasticPassword: "/es/{cluster}/elastic-password",
+}
+
 // bakeNodeSpec is the node the guest tests bake: ES 8.15.3 with
 // discovery-ec2, ElasticHQ and the CloudWatch agent, all stand-ins served
 // from mirror. The cluster name is left unset so the es_cluster tag (or

@@ -16,17 +16,7 @@ import (
 	"github.com/esbake/packer-plugin-elasticsearch/internal/testcloud/ec2emu"
 	"github.com/esbake/packer-plugin-elasticsearch/internal/testcloud/localcloud"
 	"github.com/esbake/packer-plugin-elasticsearch/internal/testpki"
-	"github.com/esbake/packer-plugin-elasticsearch/spec"
 )
-
-// clusterSecurity names each cluster's transport TLS material and elastic
-// password in Parameter Store, as example.pkr.hcl does. Every 8.x image the
-// tests bake carries it: Elasticsearch 8, and so esnode boot, does not start
-// without transport TLS (TransportTLSBootstrapCheck).
-var clusterSecurity = spec.Security{
-	TransportKey: "/es/{cluster}/transport/key", TransportCertificate: "/es/{cluster}/transport/cert",
-	TransportCA: "/es/{cluster}/transport/ca", ElasticPassword: "/es/{cluster}/elastic-password",
-}
 
 // elasticPassword is the elastic user's password every test cluster gets:
 // a test value, which no output may show.
