@@ -185,8 +185,15 @@ func checkBootedNode(t *testing.T, ctx context.Context, n *bootNode, subnet stri
 		t.Errorf("esnode-boot's journal of this boot has no esnode boot summary:\n%s", j)
 	}
 	// 8.x starts only with transport TLS: the cluster's material, from Parameter Store.
-	if j := sh("journalctl -b -u elasticsearch.service -o cat --no-pager"); !strings.Contains(j, "transport TLS on (verification_mode certificate, client_authentication required)") {
-		t.Errorf("the stand-in did not turn transport TLS on:\n%s", j)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
+		j := sh("journalctl -b -u elasticsearch.service -o cat --no-pager")
+		if strings.Contains(j, "transport TLS on (verification_mode certificate, client_authentication required)") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("the stand-in did not turn transport TLS on:\n%s", j)
+			break
+		}
 	}
 	if j := sh("journalctl -b -u esnode-boot.service -o cat --no-pager"); strings.Contains(j, "PRIVATE KEY") || strings.Contains(j, elasticPassword) {
 		t.Errorf("a secret in esnode-boot's journal")
