@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/esbake/packer-plugin-elasticsearch/internal/testcloud/ec2emu"
 	"github.com/esbake/packer-plugin-elasticsearch/internal/testcloud/localcloud"
 	"github.com/esbake/packer-plugin-elasticsearch/internal/testpki"
+	"github.com/esbake/packer-plugin-elasticsearch/spec"
 )
 
 // elasticPassword is the elastic user's password every test cluster gets:
@@ -115,4 +117,60 @@ func launchSecuredGuest(t testing.TB, ctx context.Context, image testcloud.Image
 		t.Fatal(err)
 	}
 	return cloud, inst, key
+}
+
+// TestE2EBootRefusesES8WithoutTransportTLSOnGuest: an 8.x image baked
+// without a security section boots a node Elasticsearch would refuse
+// (security on by default, no transport TLS, a private address): esnode
+// boot fails closed, saying what to set, and Elasticsearch stays down,
+// nothing listening on 9300; the stand-in itself refuses the same node
+// when started by hand, in Elastic's words.
+func TestE2EBootRefusesES8WithoutTransportTLSOnGuest(t *testing.T) {
+	testcloud.RequireHost(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cloud := testcloud.New(t)
+	img := bakeNodeWith(t, cloud, bakeOptions{Spec: func(n *spec.Node) { n.Security = spec.Security{} }}).Image
+	key := NewKey(t)
+	inst, err := cloud.Launch(ctx, testcloud.LaunchSpec{Image: img, AuthorizedKey: key.Authorized,
+		Tags: map[string]string{"es_cluster": clusterTag}, BootTimeout: guestBootTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer wcancel()
+	bootSt, esSt := waitUnitsSettled(wctx, inst)
+	if bootSt != "failed" || esSt == "active" {
+		t.Fatalf("esnode-boot %s, elasticsearch %s; want failed and not active", bootSt, esSt)
+	}
+	sh := func(cmd string) string {
+		t.Helper()
+		out, err := inst.Exec(ctx, cmd)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", cmd, err, out)
+		}
+		return strings.TrimSpace(out)
+	}
+	j := sh("journalctl -u esnode-boot --no-pager -o cat")
+	for _, want := range []string{"Elasticsearch " + esVersion + " would refuse to start", "TransportTLSBootstrapCheck",
+		"security_transport_key=", "The last good configuration was left untouched"} {
+		if !strings.Contains(j, want) {
+			t.Errorf("esnode-boot's journal lacks %q:\n%s", want, j)
+		}
+	}
+	if l := sh("ss -Hltn 'sport = :9300' | wc -l"); l != "0" {
+		t.Errorf("something listens on 9300 after the refused boot")
+	}
+	if n := sh("grep -c 'BEGIN esnode boot' /etc/elasticsearch/elasticsearch.yml || true"); n != "0" {
+		t.Errorf("the refused boot wrote elasticsearch.yml's managed block")
+	}
+	// What boot would have written, by hand: the stand-in refuses it too.
+	sh(`printf 'network.host: %s\ndiscovery.seed_hosts: [%s]\n' ` + inst.PrivateIP() + ` ` + inst.PrivateIP() + ` >> /etc/elasticsearch/elasticsearch.yml`)
+	// (As its unit would run it; the unit itself requires a successful esnode-boot.)
+	out, _ := inst.Exec(ctx, "timeout 60 systemd-run --quiet --wait --pipe --collect -p User=elasticsearch -p Group=elasticsearch "+
+		"-p LimitNOFILE=65535 -p LimitNPROC=4096 -p LimitAS=infinity -p LimitFSIZE=infinity "+
+		"-E ES_HOME=/usr/share/elasticsearch -E ES_PATH_CONF=/etc/elasticsearch /usr/share/elasticsearch/bin/elasticsearch 2>&1; echo exit=$?")
+	if !strings.Contains(out, "Transport SSL must be enabled if security is enabled") || !strings.Contains(out, "exit=78") {
+		t.Errorf("the stand-in did not refuse an 8.x node with security on and no transport TLS on %s:\n%s", inst.PrivateIP(), out)
+	}
 }
