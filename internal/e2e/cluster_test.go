@@ -47,9 +47,11 @@ type clusterEnv struct {
 	ec2     *ec2.Client
 	version string
 	ami     string
-	subnets []ec2types.Subnet // sorted by AZ: a, b
-	key     Key
-	ca      *testpki.CA // the cluster's transport CA (8.x), in the emulator's Parameter Store
+	// imageRef is the baked image behind ami (a second AMI can share it).
+	imageRef string
+	subnets  []ec2types.Subnet // sorted by AZ: a, b
+	key      Key
+	ca       *testpki.CA // the cluster's transport CA (8.x), in the emulator's Parameter Store
 }
 
 // clusterNode is one launched node.
@@ -81,7 +83,7 @@ func newClusterEnv(t *testing.T, ctx context.Context, version string, o bakeOpti
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &clusterEnv{t: t, ctx: ctx, lc: lc, ec2: emuEC2(t, lc), version: version, ami: ami, key: NewKey(t)}
+	e := &clusterEnv{t: t, ctx: ctx, lc: lc, ec2: emuEC2(t, lc), version: version, ami: ami, imageRef: b.Image.Ref(), key: NewKey(t)}
 	if v, _ := spec.ParseVersion(version); v.Major >= 8 {
 		e.ca = putLocalCloudMaterial(t, ctx, lc, clusterTag)
 	}
