@@ -124,6 +124,7 @@ func TestE2EScaleInOnLocalCloud(t *testing.T) {
 		}
 	}
 	e.waitCluster("two nodes gone together, without the hook", "red", survivors...)
+	redAfter := time.Since(lost)
 	time.Sleep(10 * time.Second) // no node holds an in-sync copy: it stays lost
 	h := e.health(survivors[0])
 	if h.Status != "red" || h.ActivePrimaries != 2 || h.Unassigned < 2 {
@@ -134,7 +135,7 @@ func TestE2EScaleInOnLocalCloud(t *testing.T) {
 			t.Errorf("shard 0 copy %+v: want UNASSIGNED", r)
 		}
 	}
-	t.Logf("without the hook: shard 0 lost (red) %s after terminating %v together", time.Since(lost).Round(time.Second), holders)
+	t.Logf("without the hook: shard 0 lost (red) %s after terminating %v together, still red 10 s later", redAfter.Round(time.Second), holders)
 }
 
 // scaleIn terminates n through the group (desired capacity decremented) and
@@ -179,6 +180,22 @@ func (e *clusterEnv) scaleIn(as *autoscaling.Client, members []*clusterNode, n *
 	}
 	e.waitCluster(what+": green without the terminated node", "green", rest...)
 	e.wantShards(rest[0], 6, 3)
+	// Each drain clears the exclusions of the nodes drained before it
+	// (Elasticsearch allows 10): only this node's is left.
+	var st struct {
+		Metadata struct {
+			Coordination struct {
+				Exclusions []struct {
+					Name string `json:"node_name"`
+				} `json:"voting_config_exclusions"`
+			} `json:"cluster_coordination"`
+		} `json:"metadata"`
+	}
+	if body, err := httpGet(e.ctx, rest[0].url("/_cluster/state")); err != nil || json.Unmarshal([]byte(body), &st) != nil {
+		t.Errorf("cluster state: %v", err)
+	} else if ex := st.Metadata.Coordination.Exclusions; len(ex) != 1 || ex[0].Name != n.id {
+		t.Errorf("%s: voting exclusions %+v, want only %s's", what, ex, n.id)
+	}
 	t.Logf("%s: %s drained (%d shard copies moved) and terminated in %s", what, n.id, held, took.Round(100*time.Millisecond))
 	if held == 0 {
 		t.Logf("%s: %s held no shard (nothing to move)", what, n.id)

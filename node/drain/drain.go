@@ -27,6 +27,9 @@ type Cluster interface {
 	ExcludeFromVoting(ctx context.Context, name string) error
 	// ClearVotingExclusions clears the voting configuration exclusions (7.x+).
 	ClearVotingExclusions(ctx context.Context) error
+	// ClearDepartedVotingExclusions clears them when every excluded node has
+	// left the cluster, and says how many it cleared (7.x+).
+	ClearDepartedVotingExclusions(ctx context.Context) (int, error)
 	// ShardsOn counts the shard copies the node holds, relocating ones included.
 	ShardsOn(ctx context.Context, name string) (int, error)
 	// Health is the cluster's status: green, yellow or red.
@@ -99,6 +102,14 @@ func Drain(ctx context.Context, c Cluster, h Hook, n Node, o Options) error {
 	}
 	fmt.Fprintf(o.Out, "esnode drain: %s excluded from shard allocation\n", n.Name)
 	if n.MasterEligible && n.Voting {
+		// Exclusions stay until someone clears them, and Elasticsearch
+		// refuses more than cluster.max_voting_config_exclusions (10): the
+		// nodes drained before this one are gone, so theirs go first.
+		if k, err := c.ClearDepartedVotingExclusions(ctx); err != nil {
+			fmt.Fprintf(o.Out, "esnode drain: clearing the voting exclusions of departed nodes failed (continuing): %v\n", err)
+		} else if k > 0 {
+			fmt.Fprintf(o.Out, "esnode drain: cleared %d voting exclusion(s) of nodes that have left the cluster\n", k)
+		}
 		if err := retry(ctx, o, "add a voting configuration exclusion", func() error { return c.ExcludeFromVoting(ctx, n.Name) }); err != nil {
 			return notDrained(err)
 		}

@@ -28,6 +28,7 @@ type fakeES struct {
 	fail      map[string]int // path prefix -> failures left
 	stuck     bool           // shards never move
 	votingAPI string         // "path" or "query"
+	present   []string       // node ids in the cluster state (voting exclusions hold ids = names)
 }
 
 func (f *fakeES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -72,6 +73,16 @@ func (f *fakeES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.votingAPI = "path"
 	case r.URL.Path == "/_cluster/voting_config_exclusions" && r.Method == "DELETE":
 		f.voting = nil
+	case r.Method == "GET" && r.URL.Path == "/_cluster/state/metadata,nodes":
+		ex := []map[string]string{}
+		for _, v := range f.voting {
+			ex = append(ex, map[string]string{"node_id": v, "node_name": v})
+		}
+		nodes := map[string]any{}
+		for _, n := range f.present {
+			nodes[n] = map[string]string{"name": n}
+		}
+		json.NewEncoder(w).Encode(map[string]any{"metadata": map[string]any{"cluster_coordination": map[string]any{"voting_config_exclusions": ex}}, "nodes": nodes})
 	case r.URL.Path == "/_cat/shards":
 		var rows []map[string]any
 		for id, node := range f.shards {
@@ -338,5 +349,36 @@ func TestWatchDrainsOnceOnTerminatedAndUndrainsInService(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// Voting exclusions of nodes that have left are cleared before the drain
+// adds its own (Elasticsearch allows at most 10); one of a node still in the
+// cluster (another drain under way) is kept.
+func TestDrainClearsDepartedVotingExclusions(t *testing.T) {
+	f := &fakeES{target: "es-2", health: "green", shards: map[string]string{}, voting: []string{"i-gone-1", "i-gone-2"}, present: []string{"es-1", "es-2"}}
+	var out bytes.Buffer
+	o := fast
+	o.Out = &out
+	if err := Drain(context.Background(), newCluster(t, f, 8, 15), &fakeHook{}, Node{Name: "es-1", MasterEligible: true, Voting: true}, o); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(f.voting) != "[es-1]" || f.count("DELETE /_cluster/voting_config_exclusions") != 1 ||
+		!strings.Contains(out.String(), "cleared 2 voting exclusion(s) of nodes that have left the cluster") {
+		t.Errorf("voting %v after the drain, output:\n%s", f.voting, out.String())
+	}
+	g := &fakeES{target: "es-2", health: "green", shards: map[string]string{}, voting: []string{"es-3"}, present: []string{"es-1", "es-3"}}
+	if err := Drain(context.Background(), newCluster(t, g, 8, 15), &fakeHook{}, Node{Name: "es-1", MasterEligible: true, Voting: true}, fast); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(g.voting) != "[es-3 es-1]" || g.count("DELETE ") != 0 {
+		t.Errorf("es-3 is still draining, its exclusion must stay: %v", g.voting)
+	}
+	// The state unreadable: the drain goes on and says so.
+	h := &fakeES{target: "es-2", health: "green", shards: map[string]string{}, fail: map[string]int{"GET /_cluster/state": 1}}
+	out.Reset()
+	if err := Drain(context.Background(), newCluster(t, h, 8, 15), &fakeHook{}, Node{Name: "es-1", MasterEligible: true, Voting: true}, o); err != nil ||
+		!strings.Contains(out.String(), "clearing the voting exclusions of departed nodes failed (continuing)") {
+		t.Errorf("%v\n%s", err, out.String())
 	}
 }

@@ -154,6 +154,42 @@ func (e *ESClient) ClearVotingExclusions(ctx context.Context) error {
 	return e.do(ctx, http.MethodDelete, "/_cluster/voting_config_exclusions?wait_for_removal=false", nil, nil)
 }
 
+// ClearDepartedVotingExclusions reads the exclusions and the nodes from the
+// cluster state and, when no excluded node is in the cluster any more,
+// clears them with DELETE (wait_for_removal left at its default, true, so
+// Elasticsearch itself refuses if an excluded node joined meanwhile).
+func (e *ESClient) ClearDepartedVotingExclusions(ctx context.Context) (int, error) {
+	if e.Major < 7 {
+		return 0, nil
+	}
+	var st struct {
+		Metadata struct {
+			Coordination struct {
+				Exclusions []struct {
+					NodeID string `json:"node_id"`
+				} `json:"voting_config_exclusions"`
+			} `json:"cluster_coordination"`
+		} `json:"metadata"`
+		Nodes map[string]json.RawMessage `json:"nodes"`
+	}
+	if err := e.do(ctx, http.MethodGet, "/_cluster/state/metadata,nodes?filter_path=metadata.cluster_coordination.voting_config_exclusions,nodes.*.name", nil, &st); err != nil {
+		return 0, err
+	}
+	ex := st.Metadata.Coordination.Exclusions
+	for _, x := range ex {
+		if _, present := st.Nodes[x.NodeID]; present {
+			return 0, nil // a drain in progress: its exclusion must stay
+		}
+	}
+	if len(ex) == 0 {
+		return 0, nil
+	}
+	if err := e.do(ctx, http.MethodDelete, "/_cluster/voting_config_exclusions", nil, nil); err != nil {
+		return 0, err
+	}
+	return len(ex), nil
+}
+
 // ShardsOn counts rows of GET /_cat/shards on the node. A relocating shard
 // shows "source -> ip id target" in the node column: it still counts for
 // its source until the relocation finishes.

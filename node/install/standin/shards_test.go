@@ -201,6 +201,14 @@ func TestStandInShardsDrainAndLoss(t *testing.T) {
 	if settings.Persistent["cluster.routing.allocation.exclude._name"] != master {
 		t.Errorf("the new master lost the exclusion: %v", settings)
 	}
+	// The drained master is gone: the next drain clears its voting exclusion first.
+	if k, err := es.ClearDepartedVotingExclusions(ctx); err != nil || k != 1 {
+		t.Errorf("ClearDepartedVotingExclusions = %d, %v; want 1 (the departed master's)", k, err)
+	}
+	c.do(rest[0], "GET", "/_cluster/state", "", &st)
+	if len(st.Metadata.Coordination.Exclusions) != 0 {
+		t.Errorf("exclusions left: %+v", st.Metadata.Coordination.Exclusions)
+	}
 	if err := es.IncludeInAllocation(ctx, master); err != nil {
 		t.Fatal(err)
 	}

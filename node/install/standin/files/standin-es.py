@@ -1147,6 +1147,14 @@ class Node:
                     body.update({"timed_out": False, "number_of_pending_tasks": 0, "number_of_in_flight_fetch": 0,
                                  "task_max_waiting_in_queue_millis": 0})
                     body = {k: body[k] for k in HEALTH_KEYS}
+                elif op == "cluster_state":
+                    body = {"cluster_name": self.cluster_name, "cluster_uuid": st["cluster_uuid"], "master_node": st["master_id"],
+                            "nodes": {i: {"name": n["name"], "transport_address": n["transport_address"], "attributes": n["attributes"], "roles": n["roles"]}
+                                      for i, n in nodes.items()}}
+                    if MAJOR >= 7:
+                        body["metadata"] = {"cluster_uuid": st["cluster_uuid"], "cluster_coordination": {
+                            "term": st["term"], "last_committed_config": st["voting_config"], "last_accepted_config": st["voting_config"],
+                            "voting_config_exclusions": st["metadata"]["voting_exclusions"]}}
                 elif op == "get_settings":
                     body = m.get_settings()
                 elif op == "put_settings":
@@ -1201,7 +1209,7 @@ class Node:
             for i in [x for x in ids.split(",") if x]:
                 new.append({"node_id": i, "node_name": masters[i]["name"] if i in masters else "_absent_"})
         cur = st["metadata"]["voting_exclusions"]
-        limit = int(self.s.get("cluster.max_voting_config_exclusions", 10))
+        limit = int(self.model().setting("cluster.max_voting_config_exclusions", 10))
         add = [e for e in new if e not in cur]
         if len(cur) + len(add) > limit:
             raise shards.ESError(400, "illegal_argument_exception",
@@ -1401,19 +1409,9 @@ def http_handler(node):
                 time.sleep(0.2)
 
         def cluster_state(self):
-            master, nodes, _ = node.cluster_nodes()
-            if master is None:
-                return self.no_master()
-            body = {"cluster_name": node.cluster_name, "cluster_uuid": node.disk.cluster_uuid, "master_node": master,
-                    "nodes": {i: {"name": n["name"], "transport_address": n["transport_address"], "attributes": n["attributes"], "roles": n["roles"]}
-                              for i, n in nodes.items()}}
-            with node.lock:
-                st = node.state
-                if st and MAJOR >= 7:
-                    body["metadata"] = {"cluster_uuid": st["cluster_uuid"], "cluster_coordination": {
-                        "term": st["term"], "last_committed_config": st["voting_config"], "last_accepted_config": st["voting_config"],
-                        "voting_config_exclusions": st["metadata"]["voting_exclusions"]}}
-            return self.reply(200, body)
+            # TransportClusterStateAction: the master's state, unless local=true.
+            code, body = node.forward("cluster_state")
+            return self.reply(code, body)
 
         def nodes_info(self, path):
             master, nodes, _ = node.cluster_nodes()
