@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"iter"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -53,7 +55,10 @@ type htmlRuleGroup struct {
 	Findings []htmlFinding
 	Nodes    int
 	Waived   int
-	NotEval  []string
+	// NotEval is "node: reason" per node not evaluated, NotEvalCount
+	// how many.
+	NotEval      iter.Seq2[int, string]
+	NotEvalCount int
 }
 
 type htmlView struct {
@@ -62,8 +67,8 @@ type htmlView struct {
 	Rules   []Rule
 	Bars    []htmlBar
 	ChartH  int
-	Rows    []htmlRow
-	Nodes   []htmlNode
+	Rows    iter.Seq[htmlRow]
+	Nodes   iter.Seq[htmlNode]
 	ByRule  []htmlRuleGroup
 	Script  template.JS
 }
@@ -103,76 +108,53 @@ func WriteHTML(w io.Writer, r *Result) error {
 		v.Bars = append(v.Bars, htmlBar{Severity: s, Count: c, Width: width, Y: y, TextX: 90 + width + 8})
 	}
 	v.ChartH = 20 + len(v.Bars)*34
+	// The findings by rule are gathered first (they are the findings the
+	// result holds anyway); the node × rule matrix, the nodes' sections
+	// and the not-evaluated lists, which grow with the fleet, are made
+	// one node at a time as the template ranges over them.
 	groups := map[string]*htmlRuleGroup{}
 	for _, ru := range v.Rules {
 		g := &htmlRuleGroup{Rule: ru, Anchor: "rule-" + strings.ToLower(ru.ID), DescHTML: Markdown(ru.Description), RemHTML: Markdown(ru.Remediation)}
+		g.NotEval = notEvaluatedOn(r, ru.ID)
 		groups[ru.ID] = g
 	}
 	for i, n := range r.Nodes {
-		anchor := fmt.Sprintf("node-%d", i)
-		row := htmlRow{Node: n, Anchor: anchor}
-		hn := htmlNode{Node: n, Anchor: anchor}
-		byRule := map[string][]htmlFinding{}
-		for j, f := range n.Findings {
-			hf := htmlFinding{Finding: f, Anchor: fmt.Sprintf("f-%d-%d", i, j), NodeName: n.Name, RemHTML: Markdown(f.Remediation)}
-			for _, k := range sortedKeys(f.Details) {
-				hf.Details = append(hf.Details, htmlDetail{Key: k, Value: detailText(f.Details[k])})
-			}
-			hn.Findings = append(hn.Findings, hf)
-			byRule[f.RuleID] = append(byRule[f.RuleID], hf)
-			if g := groups[f.RuleID]; g != nil {
+		hn := htmlNodeOf(i, n)
+		seen := map[string]bool{}
+		for _, hf := range hn.Findings {
+			if g := groups[hf.RuleID]; g != nil {
 				g.Findings = append(g.Findings, hf)
-				if f.Status == StatusWaived {
+				if hf.Status == StatusWaived {
 					g.Waived++
 				}
-			}
-			if f.Status != StatusWaived && (row.Severity == "" || SeverityRank(f.Severity) > SeverityRank(row.Severity)) {
-				row.Severity = f.Severity
-			}
-		}
-		for ru := range byRule {
-			if g := groups[ru]; g != nil {
-				g.Nodes++
+				if !seen[hf.RuleID] {
+					seen[hf.RuleID] = true
+					g.Nodes++
+				}
 			}
 		}
-		notEval := map[string]NotEvaluated{}
 		for _, ne := range n.NotEvaluated {
-			notEval[ne.RuleID] = ne
-			if g := groups[ne.RuleID]; g != nil && len(byRule[ne.RuleID]) == 0 {
-				g.NotEval = append(g.NotEval, n.Name+": "+ne.Reason)
+			if g := groups[ne.RuleID]; g != nil && !seen[ne.RuleID] {
+				g.NotEvalCount++
 			}
 		}
-		for _, ru := range v.Rules {
-			c := htmlCell{Class: "pass", Text: "✓", Title: ru.ID + ": pass"}
-			fs := byRule[ru.ID]
-			switch {
-			case n.Status == NodeError:
-				c = htmlCell{Class: "err", Text: "!", Title: ru.ID + ": not checked (" + n.ErrorKind + ")", Href: "#" + anchor}
-			case len(fs) > 0:
-				viol := 0
-				for _, f := range fs {
-					if f.Status != StatusWaived {
-						viol++
-					}
-				}
-				if viol > 0 {
-					c = htmlCell{Class: "sev-" + fs[0].Severity, Text: "✗", Title: fmt.Sprintf("%s: %d violation(s), %s", ru.ID, viol, fs[0].Severity)}
-				} else {
-					c = htmlCell{Class: "waived", Text: "W", Title: ru.ID + ": waived"}
-				}
-				c.Href = "#" + fs[0].Anchor
-			default:
-				if ne, ok := notEval[ru.ID]; ok {
-					c = htmlCell{Class: "noteval", Text: "?", Title: ru.ID + ": not evaluated: " + ne.Reason, Href: "#" + anchor}
-				}
-			}
-			row.Cells = append(row.Cells, c)
-		}
-		v.Rows = append(v.Rows, row)
-		v.Nodes = append(v.Nodes, hn)
 	}
 	for _, ru := range v.Rules {
 		v.ByRule = append(v.ByRule, *groups[ru.ID])
+	}
+	v.Rows = func(yield func(htmlRow) bool) {
+		for i, n := range r.Nodes {
+			if !yield(htmlRowOf(i, n, v.Rules)) {
+				return
+			}
+		}
+	}
+	v.Nodes = func(yield func(htmlNode) bool) {
+		for i, n := range r.Nodes {
+			if !yield(htmlNodeOf(i, n)) {
+				return
+			}
+		}
 	}
 	// Straight to w (buffered by WriteFiles), not through a copy of the
 	// whole page.
@@ -180,6 +162,87 @@ func WriteHTML(w io.Writer, r *Result) error {
 		return fmt.Errorf("render HTML report: %w", err)
 	}
 	return nil
+}
+
+// htmlNodeOf is node i's section: its findings with their anchors.
+func htmlNodeOf(i int, n Node) htmlNode {
+	hn := htmlNode{Node: n, Anchor: fmt.Sprintf("node-%d", i)}
+	for j, f := range n.Findings {
+		hf := htmlFinding{Finding: f, Anchor: fmt.Sprintf("f-%d-%d", i, j), NodeName: n.Name, RemHTML: Markdown(f.Remediation)}
+		for _, k := range sortedKeys(f.Details) {
+			hf.Details = append(hf.Details, htmlDetail{Key: k, Value: detailText(f.Details[k])})
+		}
+		hn.Findings = append(hn.Findings, hf)
+	}
+	return hn
+}
+
+// htmlRowOf is node i's row of the matrix: a cell per rule.
+func htmlRowOf(i int, n Node, rules []Rule) htmlRow {
+	anchor := fmt.Sprintf("node-%d", i)
+	row := htmlRow{Node: n, Anchor: anchor}
+	byRule := map[string][]Finding{}
+	anchors := map[string]string{} // the first finding of each rule
+	for j, f := range n.Findings {
+		if _, ok := anchors[f.RuleID]; !ok {
+			anchors[f.RuleID] = fmt.Sprintf("f-%d-%d", i, j)
+		}
+		byRule[f.RuleID] = append(byRule[f.RuleID], f)
+		if f.Status != StatusWaived && (row.Severity == "" || SeverityRank(f.Severity) > SeverityRank(row.Severity)) {
+			row.Severity = f.Severity
+		}
+	}
+	notEval := map[string]NotEvaluated{}
+	for _, ne := range n.NotEvaluated {
+		notEval[ne.RuleID] = ne
+	}
+	for _, ru := range rules {
+		c := htmlCell{Class: "pass", Text: "✓", Title: ru.ID + ": pass"}
+		fs := byRule[ru.ID]
+		switch {
+		case n.Status == NodeError:
+			c = htmlCell{Class: "err", Text: "!", Title: ru.ID + ": not checked (" + n.ErrorKind + ")", Href: "#" + anchor}
+		case len(fs) > 0:
+			viol := 0
+			for _, f := range fs {
+				if f.Status != StatusWaived {
+					viol++
+				}
+			}
+			if viol > 0 {
+				c = htmlCell{Class: "sev-" + fs[0].Severity, Text: "✗", Title: fmt.Sprintf("%s: %d violation(s), %s", ru.ID, viol, fs[0].Severity)}
+			} else {
+				c = htmlCell{Class: "waived", Text: "W", Title: ru.ID + ": waived"}
+			}
+			c.Href = "#" + anchors[ru.ID]
+		default:
+			if ne, ok := notEval[ru.ID]; ok {
+				c = htmlCell{Class: "noteval", Text: "?", Title: ru.ID + ": not evaluated: " + ne.Reason, Href: "#" + anchor}
+			}
+		}
+		row.Cells = append(row.Cells, c)
+	}
+	return row
+}
+
+// notEvaluatedOn lists, node by node, "node: reason" for each node the
+// rule could not be evaluated on and found nothing on.
+func notEvaluatedOn(r *Result, ruleID string) iter.Seq2[int, string] {
+	return func(yield func(int, string) bool) {
+		k := 0
+		for _, n := range r.Nodes {
+			found := slices.ContainsFunc(n.Findings, func(f Finding) bool { return f.RuleID == ruleID })
+			for _, ne := range n.NotEvaluated {
+				if ne.RuleID != ruleID || found {
+					continue
+				}
+				if !yield(k, n.Name+": "+ne.Reason) {
+					return
+				}
+				k++
+			}
+		}
+	}
 }
 
 func sortedKeys(m map[string]any) []string {
@@ -378,11 +441,11 @@ code{background:#f6f8fa;padding:0 3px;border-radius:3px;font-size:90%}
 
 <h2>Findings by rule</h2>
 {{range .ByRule}}<section class="rule" id="{{.Anchor}}" data-rule="{{.Rule.ID}}">
-<h3><span class="badge sev-{{.Rule.Severity}}">{{.Rule.Severity}}</span> {{.Rule.ID}} {{.Rule.Title}} <span class="muted">{{len .Findings}} findings on {{.Nodes}} nodes{{if .Waived}}, {{.Waived}} waived{{end}}{{if .NotEval}}, not evaluated on {{len .NotEval}}{{end}}{{with .Rule.HelpURI}} · <a href="{{.}}">docs</a>{{end}}</span></h3>
+<h3><span class="badge sev-{{.Rule.Severity}}">{{.Rule.Severity}}</span> {{.Rule.ID}} {{.Rule.Title}} <span class="muted">{{len .Findings}} findings on {{.Nodes}} nodes{{if .Waived}}, {{.Waived}} waived{{end}}{{if .NotEvalCount}}, not evaluated on {{.NotEvalCount}}{{end}}{{with .Rule.HelpURI}} · <a href="{{.}}">docs</a>{{end}}</span></h3>
 {{.DescHTML}}
 {{if .RemHTML}}<div class="remediation"><b>Remediation:</b> {{.RemHTML}}</div>{{end}}
 {{if .Findings}}<ul>{{range .Findings}}<li class="finding {{.Status}}" data-rule="{{.RuleID}}" data-node="{{.NodeName}}" data-severity="{{.Severity}}" data-status="{{.Status}}"><a href="#{{.Anchor}}">{{.NodeName}}</a>{{with .Resource}} <code>{{.}}</code>{{end}}: {{.Message}}{{if eq .Status "waived"}} <i>(waived)</i>{{end}}</li>{{end}}</ul>{{end}}
-{{if .NotEval}}<p class="muted">Not evaluated: {{range $i, $e := .NotEval}}{{if $i}}; {{end}}{{$e}}{{end}}</p>{{end}}
+{{if .NotEvalCount}}<p class="muted">Not evaluated: {{range $i, $e := .NotEval}}{{if $i}}; {{end}}{{$e}}{{end}}</p>{{end}}
 </section>
 {{end}}
 

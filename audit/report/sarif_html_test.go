@@ -49,6 +49,38 @@ func TestStreamedReportsEdges(t *testing.T) {
 	}
 }
 
+// TestHTMLNotEvaluatedStreamed: the HTML report's per-rule "not
+// evaluated" lists, made node by node as the page is written, name every
+// node the rule could not be checked on, except nodes where it found
+// something anyway.
+func TestHTMLNotEvaluatedStreamed(t *testing.T) {
+	r := sample()
+	rule := r.Rules[0].ID
+	found := map[string]bool{}
+	for _, n := range r.Nodes {
+		for _, f := range n.Findings {
+			if f.RuleID == rule {
+				found[n.Name] = true
+			}
+		}
+	}
+	var want []string
+	for i := range r.Nodes {
+		n := &r.Nodes[i]
+		n.NotEvaluated = append(n.NotEvaluated, NotEvaluated{RuleID: rule, Missing: []string{"probes"}, Reason: "no probe of " + n.Name})
+		if !found[n.Name] {
+			want = append(want, n.Name+": no probe of "+n.Name)
+		}
+	}
+	if len(want) == 0 || len(want) == len(r.Nodes) {
+		t.Fatalf("sample: rule %s found on %d of %d nodes: the test needs some of each", rule, len(found), len(r.Nodes))
+	}
+	page := string(render(t, "html", r))
+	if !strings.Contains(page, fmt.Sprintf("not evaluated on %d", len(want))) || !strings.Contains(page, "Not evaluated: "+strings.Join(want, "; ")+"</p>") {
+		t.Errorf("HTML report does not list %q as not evaluated on %s", want, rule)
+	}
+}
+
 func TestSARIFGolden(t *testing.T) {
 	got := render(t, "sarif", sample())
 	golden(t, "sarif", got)
