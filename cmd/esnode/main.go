@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -270,7 +271,10 @@ func runDrain(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cluster := &drain.ESClient{BaseURL: *url, Major: t.Version.Major, Minor: t.Version.Minor, Client: &http.Client{Timeout: 30 * time.Second}}
+	cluster, err := drainClient(ctx, t, *url, *endpoint)
+	if err != nil {
+		return err
+	}
 	node := drain.Node{Name: t.Name, MasterEligible: t.MasterEligible, Voting: t.Version.Major >= 7}
 	opts := drain.Options{Timeout: timeout, HeartbeatEvery: heartbeat, Out: out}
 	newHook := func(ctx context.Context) (drain.Hook, error) {
@@ -290,6 +294,28 @@ func runDrain(ctx context.Context, args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "esnode drain: watching the target lifecycle state of %s (hook %s)\n", t.InstanceID, *hook)
 	return drain.Watch(ctx, drain.WatchOptions{State: drain.IMDSTargetState(*endpoint), Cluster: cluster, Hook: newHook, Node: node, Drain: opts, Out: out})
+}
+
+// drainClient is the node's own API with the cluster's credentials and
+// HTTP CA, fetched with the instance role when the spec names them.
+func drainClient(ctx context.Context, t *boot.DrainTarget, url, imdsEndpoint string) (*drain.ESClient, error) {
+	c := &drain.ESClient{BaseURL: url, Major: t.Version.Major, Minor: t.Version.Minor}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	if t.Security.ElasticPassword != "" || strings.HasPrefix(url, "https://") {
+		// AWS_ENDPOINT_URL_SSM / _SECRETS_MANAGER are read by the SDK itself.
+		store, err := boot.NewAWSSecrets(ctx, t.Region, "", "", imdsEndpoint)
+		if err != nil {
+			return nil, err
+		}
+		a, err := t.Access(ctx, store)
+		if err != nil {
+			return nil, fmt.Errorf("esnode drain: reading the cluster's credentials for the node's API: %w", err)
+		}
+		c.Username, c.Password = a.Username, a.Password
+		transport.TLSClientConfig = a.TLS
+	}
+	c.Client = &http.Client{Timeout: 30 * time.Second, Transport: transport}
+	return c, nil
 }
 
 func runFacts(ctx context.Context, args []string, out io.Writer) error {

@@ -17,6 +17,10 @@ type DrainTarget struct {
 	Version        spec.Version
 	MasterEligible bool
 	Lifecycle      spec.Lifecycle
+	// Cluster and Security name the cluster's secrets as boot resolved
+	// them (spec plus userdata overrides), for DrainAccess.
+	Cluster  string
+	Security spec.Security
 }
 
 // ReadDrainTarget reads the drain target of the node under root.
@@ -41,13 +45,23 @@ func ReadDrainTarget(root string) (*DrainTarget, error) {
 	if st.Userdata != nil && st.Userdata.NodeRoles != nil {
 		roles = st.Userdata.NodeRoles
 	}
+	var ud spec.Security
+	if st.Userdata != nil {
+		ud = st.Userdata.Security
+	}
+	scheme := "http"
+	if st.Security != nil && st.Security.HTTP {
+		scheme = "https"
+	}
 	return &DrainTarget{
 		Name:           st.InstanceID,
-		URL:            fmt.Sprintf("http://%s:%d", st.LocalIPv4, n.Elasticsearch.HTTPPort),
+		URL:            fmt.Sprintf("%s://%s:%d", scheme, st.LocalIPv4, n.Elasticsearch.HTTPPort),
 		Region:         st.Region,
 		InstanceID:     st.InstanceID,
 		Version:        ver,
 		MasterEligible: MasterEligible(roles),
 		Lifecycle:      n.Lifecycle,
+		Cluster:        st.ClusterName,
+		Security:       effectiveSecurity(n.Security, ud),
 	}, nil
 }

@@ -382,3 +382,24 @@ func TestDrainClearsDepartedVotingExclusions(t *testing.T) {
 		t.Errorf("%v\n%s", err, out.String())
 	}
 }
+
+func TestESClientCredentials(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "elastic" || p != "s3cret-pw" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="security" charset="UTF-8"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"error":{"type":"security_exception"},"status":401}`))
+			return
+		}
+		w.Write([]byte(`{"persistent":{}}`))
+	}))
+	defer srv.Close()
+	anon := &ESClient{BaseURL: srv.URL, Major: 8, Minor: 15}
+	if _, err := anon.exclusions(context.Background()); err == nil || !strings.Contains(err.Error(), "security.elastic_password") || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("without credentials: %v, want the 401 explained with the setting to fix", err)
+	}
+	authed := &ESClient{BaseURL: srv.URL, Major: 8, Minor: 15, Username: "elastic", Password: "s3cret-pw"}
+	if _, err := authed.exclusions(context.Background()); err != nil {
+		t.Fatalf("with the elastic password: %v", err)
+	}
+}

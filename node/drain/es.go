@@ -58,6 +58,9 @@ func (e *ESClient) do(ctx context.Context, method, path string, body any, out an
 	if err != nil {
 		return err
 	}
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		return fmt.Errorf("%s %s: %s: Elasticsearch refused the drain's credentials; name the elastic user's password in the spec's security.elastic_password (or userdata security_elastic_password) so esnode drain can read it with the instance role", method, path, resp.Status)
+	}
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, truncate(strings.TrimSpace(string(b)), 300))
 	}

@@ -168,13 +168,17 @@ const GuestEndpointsDropIn = "/run/systemd/system/esnode-boot.service.d/50-local
 
 // GuestDrainEndpointsDropIn does the same for esnode-drain.service, whose
 // lifecycle calls go to the emulator's Auto Scaling API
-// (AWS_ENDPOINT_URL_AUTO_SCALING).
+// (AWS_ENDPOINT_URL_AUTO_SCALING) and which reads the elastic password from
+// Parameter Store or Secrets Manager (AWS_ENDPOINT_URL_SSM,
+// AWS_ENDPOINT_URL_SECRETS_MANAGER).
 const GuestDrainEndpointsDropIn = "/run/systemd/system/esnode-drain.service.d/50-localcloud-endpoints.conf"
 
 func (lc *LocalCloud) guestDrainEndpointsDropIn() []byte {
 	return []byte("# Test-only, written by internal/testcloud/localcloud: guests reach the\n" +
 		"# Auto Scaling emulator here (the local cloud's stand-in for VPC endpoints).\n[Service]\n" +
 		"Environment=AWS_ENDPOINT_URL_AUTO_SCALING=" + lc.guestEndpoint + "\n" +
+		"Environment=AWS_ENDPOINT_URL_SSM=" + lc.guestEndpoint + "\n" +
+		"Environment=AWS_ENDPOINT_URL_SECRETS_MANAGER=" + lc.guestEndpoint + "\n" +
 		"Environment=AWS_ENDPOINT_URL_EC2=" + lc.guestEndpoint + "\n")
 }
 
