@@ -54,6 +54,8 @@ type Security struct {
 	// The `elastic` user's password, put in the keystore as
 	// `bootstrap.password` on the node's first boot only (Elasticsearch
 	// hashes it into the security index when the cluster first forms).
+	// `esnode drain` reads it too, to call the cluster settings APIs on
+	// scale-in.
 	ElasticPassword string `mapstructure:"elastic_password" json:"elastic_password,omitempty"`
 }
 
