@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,31 +26,10 @@ import (
 	"github.com/esbake/packer-plugin-elasticsearch/internal/testcloud/localcloud"
 )
 
-var (
-	esauditOnce sync.Once
-	esauditBin  string
-	esauditErr  error
-)
-
-// esauditBinary builds the esaudit CLI once per test binary, outside the checkout.
+// esauditBinary is the esaudit CLI, built once per test binary.
 func esauditBinary(t testing.TB) string {
 	t.Helper()
-	esauditOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "esbake-esaudit-")
-		if err != nil {
-			esauditErr = err
-			return
-		}
-		esauditBin = filepath.Join(dir, "esaudit")
-		cmd := exec.Command("go", "build", "-o", esauditBin, "github.com/esbake/packer-plugin-elasticsearch/cmd/esaudit")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			esauditErr = fmt.Errorf("build esaudit: %w\n%s", err, out)
-		}
-	})
-	if esauditErr != nil {
-		t.Fatal(esauditErr)
-	}
-	return esauditBin
+	return goBinary(t, "esaudit")
 }
 
 // TestE2EAuditOverSSMOnLocalCloud runs `esaudit --transport ssm` against three guests of the

@@ -28,34 +28,38 @@ const clusterTag = "aardvark-cluster"
 // guestBootTimeout is generous: the test machine is shared and loaded.
 const guestBootTimeout = 3 * time.Minute
 
-var (
-	esnodeOnce sync.Once
-	esnodeBin  string
-	esnodeErr  error
-)
+// builtBinaries holds each CLI built by goBinary, once per test binary.
+var builtBinaries sync.Map // name -> func() (string, error)
 
-// esnodeBinary builds esnode for this machine once per test binary, static
-// (CGO_ENABLED=0) as the plugin embeds it, into a temp dir outside the
-// checkout.
+// goBinary builds ./cmd/<name> once per test binary into a temp dir outside
+// the checkout, with env added to the build's environment.
+func goBinary(t testing.TB, name string, env ...string) string {
+	t.Helper()
+	build, _ := builtBinaries.LoadOrStore(name, sync.OnceValues(func() (string, error) {
+		dir, err := os.MkdirTemp("", "esbake-"+name+"-")
+		if err != nil {
+			return "", err
+		}
+		bin := filepath.Join(dir, name)
+		cmd := exec.Command("go", "build", "-o", bin, "github.com/esbake/packer-plugin-elasticsearch/cmd/"+name)
+		cmd.Env = append(os.Environ(), env...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("build %s: %w\n%s", name, err, out)
+		}
+		return bin, nil
+	}))
+	bin, err := build.(func() (string, error))()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// esnodeBinary is esnode for this machine, static (CGO_ENABLED=0) as the
+// plugin embeds it.
 func esnodeBinary(t testing.TB) string {
 	t.Helper()
-	esnodeOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "esbake-esnode-")
-		if err != nil {
-			esnodeErr = err
-			return
-		}
-		esnodeBin = filepath.Join(dir, "esnode")
-		cmd := exec.Command("go", "build", "-o", esnodeBin, "github.com/esbake/packer-plugin-elasticsearch/cmd/esnode")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			esnodeErr = fmt.Errorf("build esnode: %w\n%s", err, out)
-		}
-	})
-	if esnodeErr != nil {
-		t.Fatal(esnodeErr)
-	}
-	return esnodeBin
+	return goBinary(t, "esnode", "CGO_ENABLED=0")
 }
 
 // clusterSecurity names each cluster's transport TLS material and elastic
