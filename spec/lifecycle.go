@@ -5,7 +5,6 @@ package spec
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 )
 
@@ -38,7 +37,7 @@ const (
 )
 
 // lifecycleHookName is AWS's pattern for LifecycleHookName.
-var lifecycleHookName = regexp.MustCompile(`^[A-Za-z0-9\-_/]{1,255}$`)
+var lifecycleHookName = boundedChars(`[A-Za-z0-9\-_/]`, 1, 255)
 
 // Durations returns the drain timeout and heartbeat interval with defaults.
 func (l Lifecycle) Durations() (timeout, heartbeat time.Duration, err error) {

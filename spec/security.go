@@ -122,7 +122,7 @@ type SecretRef struct {
 
 var (
 	ssmRefName = regexp.MustCompile(`^[A-Za-z0-9_.\-/{}]+$`)
-	smRefName  = regexp.MustCompile(`^[A-Za-z0-9/_+=.@\-{}]{1,512}$`)
+	smRefName  = boundedChars(`[A-Za-z0-9/_+=.@\-{}]`, 1, 512)
 	ssmARN     = regexp.MustCompile(`^arn:aws[a-z-]*:ssm:[a-z0-9-]+:\d{12}:parameter/.+$`)
 	smARN      = regexp.MustCompile(`^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$`)
 )

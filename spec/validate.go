@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // FieldError is one invalid field: Field is its path as written in a
@@ -367,14 +368,14 @@ func abbreviate(s string) string {
 }
 
 var (
-	sha512Hex      = regexp.MustCompile(`^[0-9a-fA-F]{128}$`)
+	sha512Hex      = boundedChars(`[0-9a-fA-F]`, 128, 128)
 	semverish      = regexp.MustCompile(`^\d+\.\d+\.\d+$`)
 	pluginName     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 	debPackageName = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
 	userName       = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
-	logGroup       = regexp.MustCompile(`^[A-Za-z0-9_\-./#]{1,512}$`)
-	clusterName    = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
-	tagKeyChars    = regexp.MustCompile(`^[\p{L}\p{Z}\p{N}_.:/=+\-@]{1,128}$`)
+	logGroup       = boundedChars(`[A-Za-z0-9_\-./#]`, 1, 512)
+	clusterName    = boundedChars(`[A-Za-z0-9_-]`, 1, 255)
+	tagKeyChars    = boundedChars(`[\p{L}\p{Z}\p{N}_.:/=+\-@]`, 1, 128)
 )
 
 // validTagKey follows EC2's tag key rules; the aws: prefix is reserved.
@@ -403,3 +404,27 @@ var officialPlugins = map[string]bool{
 type durationError struct{ field, problem string }
 
 func (e *durationError) Error() string { return e.field + ": " + e.problem }
+
+// ClusterNamePattern matches a usable cluster name: letters, digits, _
+// and -, at most 255.
+var ClusterNamePattern = clusterName
+
+// CharsPattern matches strings of one character class within length
+// bounds (in characters).
+type CharsPattern struct {
+	chars    *regexp.Regexp
+	min, max int
+}
+
+// boundedChars is the pattern ^class{min,max}$, its length checked apart:
+// a bounded repetition compiles to max copies of the class, milliseconds
+// at every start of esnode, which validates the spec at every boot.
+func boundedChars(class string, min, max int) CharsPattern {
+	return CharsPattern{chars: regexp.MustCompile(`^` + class + `*$`), min: min, max: max}
+}
+
+// MatchString reports whether s is min to max characters of the class.
+func (p CharsPattern) MatchString(s string) bool {
+	n := utf8.RuneCountInString(s)
+	return n >= p.min && n <= p.max && p.chars.MatchString(s)
+}

@@ -65,7 +65,7 @@ const userdataHelp = "esnode reads empty userdata, key=value lines, a YAML mappi
 var (
 	kvLine       = regexp.MustCompile(`^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$`)
 	topLevelKey  = regexp.MustCompile(`(?m)^esnode\s*:`)
-	clusterNameR = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
+	clusterNameR = spec.ClusterNamePattern
 	ssmParamName = regexp.MustCompile(`^[A-Za-z0-9_.\-/]+$`)
 )
 
