@@ -90,54 +90,79 @@ func hasIPv6() bool {
 	return err == nil
 }
 
-// Apply replaces only esnode's chain (or table). For iptables the chain is
-// filled first, then jumped to from INPUT, then INPUT's policy set to DROP,
-// so established sessions (SSH) are never cut in between.
+// Apply replaces only esnode's chain (or table). For iptables each address
+// family is one iptables-restore transaction: the chain, the jump to it as
+// INPUT's first rule when INPUT has none, and (IPv4) INPUT's policy DROP,
+// applied at once, so established sessions (SSH) are never cut in between
+// and no moment has the policy without the chain. IPv4 and IPv6 are
+// independent and go at the same time.
 func (f SystemFirewall) Apply(ctx context.Context, r FirewallRules) error {
-	run := func(c Command) error {
-		if out, err := f.Runner.Run(ctx, c); err != nil {
-			return fmt.Errorf("%s: %w: %s", c, err, strings.TrimSpace(string(out)))
-		}
-		return nil
-	}
 	switch r.Backend {
 	case spec.FirewallIPTables:
-		if err := run(Command{Name: "iptables-restore", Args: []string{"--noflush"}, Stdin: []byte(r.Script)}); err != nil {
-			return fmt.Errorf("apply firewall chain %s: %w", r.Chain, err)
-		}
-		if _, err := f.Runner.Run(ctx, Command{Name: "iptables", Args: []string{"-C", "INPUT", "-j", r.Chain}}); err != nil {
-			if err := run(Command{Name: "iptables", Args: []string{"-I", "INPUT", "1", "-j", r.Chain}}); err != nil {
-				return fmt.Errorf("jump to firewall chain %s from INPUT: %w", r.Chain, err)
-			}
-		}
-		if err := run(Command{Name: "iptables", Args: []string{"-P", "INPUT", "DROP"}}); err != nil {
-			return fmt.Errorf("set INPUT policy: %w", err)
-		}
 		ipv6 := f.IPv6
 		if ipv6 == nil {
 			ipv6 = hasIPv6
 		}
-		if !ipv6() {
+		v4 := func() error {
+			if err := f.applyIPTables(ctx, "iptables", r.Chain, r.Script, true); err != nil {
+				return fmt.Errorf("apply firewall chain %s: %w", r.Chain, err)
+			}
 			return nil
+		}
+		if !ipv6() {
+			return v4()
 		}
 		// IPv6: the managed ports closed, the rest (and the policy) left
 		// to the image; see IP6TablesChain.
-		if err := run(Command{Name: "ip6tables-restore", Args: []string{"--noflush"}, Stdin: []byte(IP6TablesChain(r.Rules))}); err != nil {
-			return fmt.Errorf("apply IPv6 firewall chain %s (the kernel has IPv6; install ip6tables or disable IPv6): %w", r.Chain, err)
-		}
-		if _, err := f.Runner.Run(ctx, Command{Name: "ip6tables", Args: []string{"-C", "INPUT", "-j", r.Chain}}); err != nil {
-			if err := run(Command{Name: "ip6tables", Args: []string{"-I", "INPUT", "1", "-j", r.Chain}}); err != nil {
-				return fmt.Errorf("jump to IPv6 firewall chain %s from INPUT: %w", r.Chain, err)
+		v6err := make(chan error, 1)
+		go func() {
+			if err := f.applyIPTables(ctx, "ip6tables", r.Chain, IP6TablesChain(r.Rules), false); err != nil {
+				v6err <- fmt.Errorf("apply IPv6 firewall chain %s (the kernel has IPv6; install ip6tables or disable IPv6): %w", r.Chain, err)
+				return
 			}
+			v6err <- nil
+		}()
+		err := v4()
+		if err6 := <-v6err; err == nil {
+			err = err6
 		}
-		return nil
+		return err
 	case spec.FirewallNFTables:
-		if err := run(Command{Name: "nft", Args: []string{"-f", "-"}, Stdin: []byte(r.Script)}); err != nil {
-			return fmt.Errorf("apply nftables table %s: %w", NFTable, err)
+		c := Command{Name: "nft", Args: []string{"-f", "-"}, Stdin: []byte(r.Script)}
+		if out, err := f.Runner.Run(ctx, c); err != nil {
+			return fmt.Errorf("apply nftables table %s: %s: %w: %s", NFTable, c, err, strings.TrimSpace(string(out)))
 		}
 		return nil
 	}
 	return fmt.Errorf("unknown firewall backend %q", r.Backend)
+}
+
+// applyIPTables loads chainScript (IPTablesChain or IP6TablesChain) with
+// tool's restore, adding the INPUT jump when `tool -C` does not find it
+// (the chain missing counts as the jump missing) and, with policyDrop,
+// INPUT's policy DROP.
+func (f SystemFirewall) applyIPTables(ctx context.Context, tool, chain, chainScript string, policyDrop bool) error {
+	_, missing := f.Runner.Run(ctx, Command{Name: tool, Args: []string{"-C", "INPUT", "-j", chain}})
+	c := Command{Name: tool + "-restore", Args: []string{"--noflush"}, Stdin: []byte(WithInputJump(chainScript, chain, missing != nil, policyDrop))}
+	if out, err := f.Runner.Run(ctx, c); err != nil {
+		return fmt.Errorf("%s: %w: %s", c, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// WithInputJump adds INPUT's part to a chain's restore input: with
+// policyDrop the policy line (a built-in chain's declaration sets its
+// policy and, without -c, keeps its rules and counters under --noflush),
+// with jump "-I INPUT 1 -j chain" before the COMMIT.
+func WithInputJump(chainScript, chain string, jump, policyDrop bool) string {
+	s := chainScript
+	if policyDrop {
+		s = strings.Replace(s, "*filter\n", "*filter\n:INPUT DROP [0:0]\n", 1)
+	}
+	if jump {
+		s = strings.TrimSuffix(s, "COMMIT\n") + "-I INPUT 1 -j " + chain + "\nCOMMIT\n"
+	}
+	return s
 }
 
 // RecordingFirewall records what would be applied; for tests and --root.

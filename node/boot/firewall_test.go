@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -200,17 +202,34 @@ func TestSystemFirewallCommands(t *testing.T) {
 	if err := fw.Apply(context.Background(), rules); err != nil {
 		t.Fatal(err)
 	}
-	var got []string
+	// The families go at once: compare each family's commands in order.
+	byTool := map[string][]Command{}
 	for _, c := range r.Commands {
-		got = append(got, c.String())
+		fam := strings.TrimSuffix(c.Name, "-restore")
+		byTool[fam] = append(byTool[fam], c)
 	}
-	want := []string{"iptables-restore --noflush", "iptables -C INPUT -j ESNODE-INPUT", "iptables -I INPUT 1 -j ESNODE-INPUT", "iptables -P INPUT DROP",
-		"ip6tables-restore --noflush", "ip6tables -C INPUT -j ESNODE-INPUT", "ip6tables -I INPUT 1 -j ESNODE-INPUT"}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("commands %q, want %q", got, want)
+	for fam, want := range map[string][]string{
+		"iptables":  {"iptables -C INPUT -j ESNODE-INPUT", "iptables-restore --noflush"},
+		"ip6tables": {"ip6tables -C INPUT -j ESNODE-INPUT", "ip6tables-restore --noflush"},
+	} {
+		var got []string
+		for _, c := range byTool[fam] {
+			got = append(got, c.String())
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s commands %q, want %q", fam, got, want)
+		}
 	}
-	if v6 := string(r.Commands[4].Stdin); v6 != IP6TablesChain(testRules) || !strings.Contains(v6, "--dport 9200 -j DROP") || strings.Contains(v6, "ACCEPT") {
-		t.Errorf("ip6tables chain:\n%s", v6)
+	if len(r.Commands) != 4 {
+		t.Errorf("ran %d commands, want 4: %v", len(r.Commands), r.Commands)
+	}
+	v4 := string(byTool["iptables"][1].Stdin)
+	if want := WithInputJump(rules.Script, Chain, true, true); v4 != want || !strings.Contains(v4, ":INPUT DROP [0:0]\n") || !strings.HasSuffix(v4, "-I INPUT 1 -j ESNODE-INPUT\nCOMMIT\n") {
+		t.Errorf("iptables-restore input:\n%s", v4)
+	}
+	v6 := string(byTool["ip6tables"][1].Stdin)
+	if v6 != WithInputJump(IP6TablesChain(testRules), Chain, true, false) || !strings.Contains(v6, "--dport 9200 -j DROP") || strings.Contains(v6, "ACCEPT") || strings.Contains(v6, ":INPUT") {
+		t.Errorf("ip6tables-restore input (no policy, nothing accepted):\n%s", v6)
 	}
 	// Without IPv6 in the kernel, no ip6tables.
 	r3 := &RecordingRunner{}
@@ -222,19 +241,93 @@ func TestSystemFirewallCommands(t *testing.T) {
 			t.Errorf("ran %s without IPv6", c)
 		}
 	}
-	if string(r.Commands[0].Stdin) != rules.Script {
-		t.Error("iptables-restore did not get the chain on stdin")
+	// Jump already there: no second jump, the policy still set.
+	if in := string(r3.Commands[len(r3.Commands)-1].Stdin); strings.Contains(in, "-I INPUT") || !strings.Contains(in, ":INPUT DROP") {
+		t.Errorf("jump exists: restore input\n%s", in)
 	}
-	// Jump already there: no second jump.
-	r2 := &RecordingRunner{}
-	if err := (SystemFirewall{Runner: r2, IPv6: noIPv6}).Apply(context.Background(), rules); err != nil {
-		t.Fatal(err)
+	// A failed restore fails the boot, naming the command and its output.
+	r4 := &RecordingRunner{Fail: map[string]error{"ip6tables-restore --noflush": errors.New("exit status 2")}}
+	err := (SystemFirewall{Runner: r4, IPv6: func() bool { return true }}).Apply(context.Background(), rules)
+	if err == nil || !strings.Contains(err.Error(), "IPv6 firewall chain") || !strings.Contains(err.Error(), "stand-in failure") {
+		t.Errorf("failed ip6tables-restore: %v", err)
 	}
-	for _, c := range r2.Commands {
-		if c.String() == "iptables -I INPUT 1 -j ESNODE-INPUT" {
-			t.Error("jump inserted although it exists")
+}
+
+// The iptables backend against the real iptables and ip6tables, twice (a
+// boot after a boot), in a fresh network namespace so the host is
+// untouched: one jump, first in INPUT; the image's own rules kept after
+// it; INPUT's policy DROP on IPv4 only.
+func TestSystemFirewallInRealIPTables(t *testing.T) {
+	for _, tool := range []string{"iptables", "iptables-restore", "ip6tables", "ip6tables-restore", "unshare", "nsenter"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
 		}
 	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace")
+	}
+	ns := exec.Command("unshare", "-n", "sleep", "300")
+	if err := ns.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { ns.Process.Kill(); ns.Wait() }()
+	r := netnsRunner{netns: "/proc/" + strconv.Itoa(ns.Process.Pid) + "/ns/net"}
+	ctx := context.Background()
+	sh := func(name string, args ...string) string {
+		t.Helper()
+		out, err := r.Run(ctx, Command{Name: name, Args: args})
+		if err != nil {
+			t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+		}
+		return string(out)
+	}
+	// The image's own rule, there before boot.
+	sh("iptables", "-A", "INPUT", "-p", "tcp", "--dport", "80", "-j", "ACCEPT")
+	sh("ip6tables", "-A", "INPUT", "-p", "tcp", "--dport", "80", "-j", "ACCEPT")
+	fw := SystemFirewall{Runner: r, IPv6: func() bool { return true }}
+	rules := FirewallRules{Backend: spec.FirewallIPTables, Chain: Chain, Script: IPTablesChain(testRules), Rules: testRules}
+	for i := 0; i < 2; i++ {
+		if err := fw.Apply(ctx, rules); err != nil {
+			t.Fatalf("apply %d: %v", i+1, err)
+		}
+	}
+	for _, fam := range []struct {
+		tool, policy string
+		chain        []string
+	}{
+		{"iptables", "-P INPUT DROP", chainRules(testRules)},
+		{"ip6tables", "-P INPUT ACCEPT", nil},
+	} {
+		lines := strings.Split(strings.TrimSpace(sh(fam.tool, "-S")), "\n")
+		var input, chain []string
+		for _, l := range lines {
+			if strings.HasPrefix(l, "-A INPUT ") {
+				input = append(input, l)
+			}
+			if strings.HasPrefix(l, "-A "+Chain+" ") {
+				chain = append(chain, l)
+			}
+		}
+		wantInput := []string{"-A INPUT -j " + Chain, "-A INPUT -p tcp -m tcp --dport 80 -j ACCEPT"}
+		if !slices.Contains(lines, fam.policy) || !reflect.DeepEqual(input, wantInput) {
+			t.Errorf("%s -S after two boots, want %q and INPUT %q:\n%s", fam.tool, fam.policy, wantInput, strings.Join(lines, "\n"))
+		}
+		if fam.chain != nil && !reflect.DeepEqual(chain, fam.chain) {
+			t.Errorf("%s chain %s:\n got %q\nwant %q", fam.tool, Chain, chain, fam.chain)
+		}
+		if fam.tool == "ip6tables" && (len(chain) != 3 || strings.Contains(strings.Join(chain, "\n"), "ACCEPT")) {
+			t.Errorf("ip6tables chain %s, want the three managed ports dropped: %q", Chain, chain)
+		}
+	}
+}
+
+// netnsRunner runs commands in another network namespace.
+type netnsRunner struct{ netns string }
+
+func (n netnsRunner) Run(ctx context.Context, c Command) ([]byte, error) {
+	c.Args = append([]string{"--net=" + n.netns, c.Name}, c.Args...)
+	c.Name = "nsenter"
+	return ExecRunner{}.Run(ctx, c)
 }
 
 // The script loads into the real nft, twice (a boot replaces the table it
