@@ -189,10 +189,11 @@ func runBoot(ctx context.Context, args []string, out io.Writer) error {
 	if *dry {
 		verb = "would change"
 	}
+	took := time.Since(start).Round(time.Millisecond)
 	if len(res.Changed) == 0 {
-		fmt.Fprintf(out, "esnode boot: nothing to change (%s)\n", time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(out, "esnode boot: nothing to change (%s: %s)\n", took, boot.FormatStages(res.Stages))
 	} else {
-		fmt.Fprintf(out, "esnode boot: %s %d file(s) in %s\n", verb, len(res.Changed), time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(out, "esnode boot: %s %d file(s) in %s (%s)\n", verb, len(res.Changed), took, boot.FormatStages(res.Stages))
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package boot
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -21,5 +22,29 @@ func NodeAWSConfig(ctx context.Context, region, imdsEndpoint, purpose string) (a
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("load AWS configuration for %s: %w", purpose, err)
 	}
+	return cfg, nil
+}
+
+// bootAWS loads the AWS configuration once per boot, so the Parameter
+// Store, Secrets Manager and bootstrap clients share it and its credential
+// cache: the instance profile's credentials are read from metadata once.
+type bootAWS struct {
+	imdsEndpoint string
+	mu           sync.Mutex
+	region       string
+	cfg          *aws.Config
+}
+
+func (b *bootAWS) config(ctx context.Context, region, purpose string) (aws.Config, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cfg != nil && b.region == region {
+		return *b.cfg, nil
+	}
+	cfg, err := NodeAWSConfig(ctx, region, b.imdsEndpoint, purpose)
+	if err != nil {
+		return aws.Config{}, err
+	}
+	b.cfg, b.region = &cfg, region
 	return cfg, nil
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/esbake/packer-plugin-elasticsearch/spec"
@@ -79,6 +80,9 @@ type Result struct {
 	// Ran lists the commands run (or that would run), without their stdin.
 	Ran   []string
 	State *State
+	// Stages is where the boot's wall time went, stage by stage
+	// (FormatStages prints them).
+	Stages []Stage
 }
 
 // State is /etc/esnode/boot.json: what the last successful boot saw and wrote.
@@ -154,6 +158,8 @@ func rootDir(r string) string {
 // configuration as it was.
 func Run(ctx context.Context, o Options) (*Result, error) {
 	env := newBootEnv(o)
+	res := &Result{}
+	defer func() { res.Stages = env.clock.stages }()
 	in, err := gather(ctx, env)
 	if err != nil {
 		return nil, err
@@ -166,7 +172,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{}
+	env.clock.lap("render")
 	for _, c := range changes {
 		if c.changed() {
 			res.Changed = append(res.Changed, c.Path)
@@ -182,9 +188,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	env.clock.lap("prepare")
 	if err := write(env, p, changes); err != nil {
 		return nil, err
 	}
+	env.clock.lap("write")
 	if err := apply(ctx, env, p, cmds, res); err != nil {
 		return nil, err
 	}
@@ -192,6 +200,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	env.clock.lap("record")
 	res.State = st
 	fmt.Fprintf(env.out, "esnode boot: node %s, cluster %s (name from %s), %s\n", in.md.InstanceID, in.cluster, in.source, in.md.AvailabilityZone)
 	return res, nil
@@ -205,13 +214,16 @@ type bootEnv struct {
 	runner Runner
 	fw     Firewall
 	now    func() time.Time
+	clock  *stopwatch
+	aws    *bootAWS
 }
 
 func newBootEnv(o Options) *bootEnv {
-	e := &bootEnv{o: o, root: rootDir(o.Root), out: o.Out, runner: o.Runner, fw: o.Firewall, now: o.Now}
+	e := &bootEnv{o: o, root: rootDir(o.Root), out: o.Out, runner: o.Runner, fw: o.Firewall, now: o.Now, clock: newStopwatch(), aws: &bootAWS{imdsEndpoint: o.IMDSEndpoint}}
 	if e.out == nil {
 		e.out = io.Discard
 	}
+	e.out = &lockedWriter{w: e.out}
 	if e.runner == nil {
 		if e.root == "/" {
 			e.runner = ExecRunner{}
@@ -260,6 +272,7 @@ func gather(ctx context.Context, e *bootEnv) (*gathered, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.clock.lap("metadata")
 	ud, err := ParseUserdata(md.UserData)
 	if err != nil {
 		return nil, fmt.Errorf("%w; the last good configuration was left untouched", err)
@@ -298,6 +311,7 @@ func gather(ctx context.Context, e *bootEnv) (*gathered, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.clock.lap("gather")
 	return &gathered{node: node, ver: ver, md: md, ud: ud, cluster: cluster, source: source, mem: mem, backend: backend, prev: prev, joined: joined}, nil
 }
 
@@ -348,10 +362,12 @@ func plan(ctx context.Context, e *bootEnv, in *gathered) (*bootPlan, error) {
 	}
 	// Before any bootstrap slot is claimed: a node that cannot get its TLS
 	// material must not take a seat in the first cluster.
+	e.clock.lap("plan")
 	sec, err := planSecurity(ctx, e, in)
 	if err != nil {
 		return nil, err
 	}
+	e.clock.lap("security")
 	if err := checkWouldStart(e, in, yc, sec); err != nil {
 		return nil, err
 	}
@@ -378,10 +394,11 @@ func plan(ctx context.Context, e *bootEnv, in *gathered) (*bootPlan, error) {
 	default:
 		return nil, fmt.Errorf("firewall.backend %q is not iptables or nftables", in.backend)
 	}
+	e.clock.lap("plan")
 	bo := bootstrapOptions{Store: e.o.Slots, Poll: e.o.BootstrapPoll, Wait: e.o.BootstrapWait, DryRun: e.o.DryRun,
 		Progress: func(format string, args ...any) { fmt.Fprintf(e.out, "esnode boot: "+format+"\n", args...) }}
 	if bo.Store == nil && in.ver.Major >= 7 && node.Cluster.MasterNodes > 0 && in.joined == nil {
-		bo.Store, err = NewSSMParams(ctx, md.Region, e.o.SSMEndpoint, e.o.IMDSEndpoint)
+		bo.Store, err = e.ssmParams(ctx, md.Region)
 		if err != nil {
 			return nil, err
 		}
@@ -390,6 +407,7 @@ func plan(ctx context.Context, e *bootEnv, in *gathered) (*bootPlan, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.clock.lap("bootstrap")
 	fmt.Fprintf(e.out, "esnode boot: cluster formation: %s\n", dec.Reason)
 	yc.InitialMasterNodes, yc.MinimumMasterNodes = dec.InitialMasterNodes, dec.MinimumMasterNodes
 	settings, err := yc.settings()
@@ -573,7 +591,7 @@ func commands(ctx context.Context, e *bootEnv, in *gathered, p *bootPlan, cwChan
 		params := e.o.Params
 		if params == nil {
 			var err error
-			params, err = NewSSMParams(ctx, in.md.Region, e.o.SSMEndpoint, e.o.IMDSEndpoint)
+			params, err = e.ssmParams(ctx, in.md.Region)
 			if err != nil {
 				return nil, err
 			}
@@ -607,34 +625,85 @@ func commands(ctx context.Context, e *bootEnv, in *gathered, p *bootPlan, cwChan
 // write replaces every changed file atomically, with one filesystem sync
 // for all of them; the security material first (its own owner and mode).
 func write(e *bootEnv, p *bootPlan, changes []fileChange) error {
-	if err := writeSecurityFiles(e, p.security); err != nil {
+	files, err := stageSecurityFiles(e, p.security)
+	if err != nil {
 		return err
 	}
-	var files []stagedFile
 	for _, c := range changes {
 		if c.changed() {
 			files = append(files, stagedFile{Path: filepath.Join(e.root, c.Path), Data: c.New, NewMode: c.NewMode, DirGroup: c.DirGroup})
 		}
 	}
-	return writeAllAtomic(files, func(path string) {
-		rel, err := filepath.Rel(e.root, path)
-		if err != nil {
-			rel = path
-		}
-		fmt.Fprintf(e.out, "esnode boot: wrote %s\n", filepath.Join("/", rel))
-	})
+	return writeAllAtomic(files, e.printWritten)
 }
 
-// apply loads the firewall rules and runs the commands.
+// printWritten says a file was written: its node path and label, never
+// its content.
+func (e *bootEnv) printWritten(path, label string) {
+	rel, err := filepath.Rel(e.root, path)
+	if err != nil {
+		rel = path
+	}
+	if label != "" {
+		label = " (" + label + ")"
+	}
+	fmt.Fprintf(e.out, "esnode boot: wrote %s%s\n", filepath.Join("/", rel), label)
+}
+
+// apply loads the firewall rules and runs the commands. The firewall, the
+// keystore commands and the rest (the CloudWatch agent's) touch different
+// things, so they run at the same time, each lane's commands in order;
+// the boot fails if any lane fails (the first failing lane in that order
+// is reported). The keystore tool is a JVM on a real node: the slowest.
 func apply(ctx context.Context, e *bootEnv, p *bootPlan, cmds []Command, res *Result) error {
+	var keystore, other []Command
+	for _, c := range cmds {
+		if c.Name == KeystoreTool {
+			keystore = append(keystore, c)
+		} else {
+			other = append(other, c)
+		}
+	}
+	type lane struct {
+		stages []Stage
+		err    error
+	}
+	lanes := make([]lane, 3)
+	run := func(l *lane, cs []Command) {
+		for _, c := range cs {
+			t0 := time.Now()
+			b, err := e.runner.Run(ctx, c)
+			l.stages = append(l.stages, Stage{Name: commandStage(c), Took: time.Since(t0)})
+			if err != nil {
+				l.err = fmt.Errorf("%s: %w: %s", c, err, strings.TrimSpace(string(b)))
+				return
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); run(&lanes[1], keystore) }()
+	go func() { defer wg.Done(); run(&lanes[2], other) }()
+	t0 := time.Now()
 	if err := e.fw.Apply(ctx, p.fwRules); err != nil {
-		return fmt.Errorf("apply firewall: %w", err)
+		lanes[0].err = fmt.Errorf("apply firewall: %w", err)
+	}
+	lanes[0].stages = []Stage{{Name: "firewall", Took: time.Since(t0)}}
+	wg.Wait()
+	e.clock.lap("apply")
+	for _, l := range lanes {
+		for _, st := range l.stages {
+			st.Within = "apply"
+			e.clock.stages = append(e.clock.stages, st)
+		}
+	}
+	for _, l := range lanes {
+		if l.err != nil {
+			return l.err
+		}
 	}
 	res.Ran = append(res.Ran, fmt.Sprintf("firewall (%s): %d rules", p.fwRules.Backend, len(p.rules)))
 	for _, c := range cmds {
-		if b, err := e.runner.Run(ctx, c); err != nil {
-			return fmt.Errorf("%s: %w: %s", c, err, strings.TrimSpace(string(b)))
-		}
 		res.Ran = append(res.Ran, c.String())
 	}
 	return nil

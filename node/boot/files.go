@@ -47,7 +47,7 @@ func sha256Hex(b []byte) string {
 // directory and a rename, keeping an existing file's mode and owner; a new
 // file gets newMode, root's uid and (if dirGroup) the directory's group.
 func writeAtomic(path string, data []byte, newMode fs.FileMode, dirGroup bool, dirMode fs.FileMode) error {
-	st, err := stage(path, data, newMode, dirGroup, dirMode)
+	st, err := stage(stagedFile{Path: path, Data: data, NewMode: newMode, DirGroup: dirGroup}, dirMode)
 	if err != nil {
 		return err
 	}
@@ -65,9 +65,9 @@ func writeAtomic(path string, data []byte, newMode fs.FileMode, dirGroup bool, d
 // writeAllAtomic replaces several files at once: each goes to a temporary
 // file beside it, one filesystem sync makes all their data durable, then
 // each is renamed into place and one more sync makes the renames durable.
-// Two syncs per filesystem in all instead of two per file; nothing is renamed unless every
-// file was staged. done is called after each rename.
-func writeAllAtomic(files []stagedFile, done func(path string)) error {
+// Two syncs per filesystem in all instead of two per file; nothing is
+// renamed unless every file was staged. done is called after each rename.
+func writeAllAtomic(files []stagedFile, done func(path, label string)) error {
 	var staged []*staging
 	discard := func() {
 		for _, st := range staged {
@@ -75,7 +75,7 @@ func writeAllAtomic(files []stagedFile, done func(path string)) error {
 		}
 	}
 	for _, f := range files {
-		st, err := stage(f.Path, f.Data, f.NewMode, f.DirGroup, 0o755)
+		st, err := stage(f, 0o755)
 		if err != nil {
 			discard()
 			return err
@@ -96,7 +96,7 @@ func writeAllAtomic(files []stagedFile, done func(path string)) error {
 			}
 			return err
 		}
-		done(st.path)
+		done(st.path, files[i].Label)
 	}
 	// Make the renames durable; best effort, as the data already is.
 	_ = syncFilesystems(staged, func(st *staging) string { return st.path })
@@ -128,6 +128,17 @@ type stagedFile struct {
 	Data     []byte
 	NewMode  fs.FileMode
 	DirGroup bool
+	// Exact, when set, is the owner and mode the file gets whether or not
+	// it exists (the TLS material, root:elasticsearch 0640).
+	Exact *fileOwner
+	// Label is printed after the path once written ("from <reference>").
+	Label string
+}
+
+// fileOwner is a file's exact owner and mode; GID -1 keeps the group.
+type fileOwner struct {
+	UID, GID int
+	Mode     fs.FileMode
 }
 
 // staging is a file written to its temporary name, not yet renamed.
@@ -157,7 +168,8 @@ func syncFS(path string) error {
 
 // stage writes data to a temporary file beside path with the mode and
 // owner path should get.
-func stage(path string, data []byte, newMode fs.FileMode, dirGroup bool, dirMode fs.FileMode) (*staging, error) {
+func stage(f stagedFile, dirMode fs.FileMode) (*staging, error) {
+	path, data, newMode, dirGroup := f.Path, f.Data, f.NewMode, f.DirGroup
 	dir := filepath.Dir(path)
 	if dirMode == 0 {
 		dirMode = 0o755
@@ -177,6 +189,9 @@ func stage(path string, data []byte, newMode fs.FileMode, dirGroup bool, dirMode
 				gid = int(sys.Gid)
 			}
 		}
+	}
+	if f.Exact != nil {
+		mode, uid, gid = f.Exact.Mode, f.Exact.UID, f.Exact.GID
 	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".esnode-*")
 	if err != nil {

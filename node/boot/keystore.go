@@ -30,12 +30,26 @@ func NewSSMParams(ctx context.Context, region, endpoint, imdsEndpoint string) (*
 	if err != nil {
 		return nil, err
 	}
+	return newSSMParams(cfg, endpoint), nil
+}
+
+func newSSMParams(cfg aws.Config, endpoint string) *SSMParams {
 	c := ssm.NewFromConfig(cfg, func(o *ssm.Options) {
 		if endpoint != "" {
 			o.BaseEndpoint = aws.String(endpoint)
 		}
 	})
-	return &SSMParams{client: c}, nil
+	return &SSMParams{client: c}
+}
+
+// ssmParams is boot's Parameter Store client, on the boot's shared AWS
+// configuration.
+func (e *bootEnv) ssmParams(ctx context.Context, region string) (*SSMParams, error) {
+	cfg, err := e.aws.config(ctx, region, "Parameter Store")
+	if err != nil {
+		return nil, err
+	}
+	return newSSMParams(cfg, e.o.SSMEndpoint), nil
 }
 
 // GetParameter returns the decrypted value of a parameter.

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"software.sslmate.com/src/go-pkcs12"
@@ -120,14 +121,14 @@ func planSecurity(ctx context.Context, e *bootEnv, in *gathered) (*securityPlan,
 	}
 	store := e.o.Secrets
 	if store == nil {
-		s, err := NewAWSSecrets(ctx, in.md.Region, e.o.SSMEndpoint, e.o.SecretsManagerEndpoint, e.o.IMDSEndpoint)
+		cfg, err := e.aws.config(ctx, in.md.Region, "Parameter Store and Secrets Manager")
 		if err != nil {
 			return nil, err
 		}
-		store = s
+		store = newAWSSecrets(cfg, e.o.SSMEndpoint, e.o.SecretsManagerEndpoint)
 	}
 	refs := map[string]spec.SecretRef{}
-	vals := map[string][]byte{}
+	var fields []string
 	firstBoot := in.prev == nil || in.prev.Security == nil || !in.prev.Security.ElasticPasswordSet
 	for _, f := range spec.SecurityFields {
 		v := *sec.Field(f)
@@ -139,15 +140,32 @@ func planSecurity(ctx context.Context, e *bootEnv, in *gathered) (*securityPlan,
 			return nil, fmt.Errorf("security %s: %w", f, err)
 		}
 		refs[f] = ref
-		b, err := store.GetSecret(ctx, ref)
-		if err != nil {
+		fields = append(fields, f)
+	}
+	// All at once (one round trip's wait instead of one per reference);
+	// errors are judged in the fields' order, as if read one by one.
+	got := make([][]byte, len(fields))
+	errs := make([]error, len(fields))
+	var wg sync.WaitGroup
+	for i, f := range fields {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i], errs[i] = store.GetSecret(ctx, refs[f])
+		}()
+	}
+	wg.Wait()
+	vals := map[string][]byte{}
+	for i, f := range fields {
+		if err := errs[i]; err != nil {
+			ref := refs[f]
 			if errors.Is(err, errAWSUnavailable) && in.prev != nil && in.prev.Security != nil {
 				e.warn("could not read %s (security %s): %v; keeping the last good TLS material and settings", ref, f, err)
 				return keptSecurity(e, in.prev)
 			}
 			return nil, fmt.Errorf("security %s: %w; the last good configuration was left untouched", f, err)
 		}
-		vals[f] = b
+		vals[f] = got[i]
 	}
 	p := &securityPlan{keystore: map[string]string{}, record: &SecurityState{References: map[string]string{}, CertificateSHA256: map[string]string{}}}
 	for f, r := range refs {
@@ -441,22 +459,33 @@ func sortedStrings(m map[string]string) []string {
 // root:elasticsearch 0750 directory, atomically; it says which files
 // changed, never their content.
 func writeSecurityFiles(e *bootEnv, p *securityPlan) error {
+	files, err := stageSecurityFiles(e, p)
+	if err != nil {
+		return err
+	}
+	return writeAllAtomic(files, e.printWritten)
+}
+
+// stageSecurityFiles prepares the material's directory and lists the
+// files whose content or mode differs, for writeAllAtomic.
+func stageSecurityFiles(e *bootEnv, p *securityPlan) ([]stagedFile, error) {
 	if p == nil || p.kept {
-		return nil
+		return nil, nil
 	}
 	gid := groupID(e.root, "elasticsearch")
 	dir := filepath.Join(e.root, SecurityCertsDir)
 	if err := os.MkdirAll(dir, securityDirMode); err != nil {
-		return fmt.Errorf("create %s: %w", SecurityCertsDir, err)
+		return nil, fmt.Errorf("create %s: %w", SecurityCertsDir, err)
 	}
 	if err := os.Chmod(dir, securityDirMode); err != nil {
-		return err
+		return nil, err
 	}
 	if gid >= 0 {
 		if err := os.Lchown(dir, 0, gid); err != nil && os.Geteuid() == 0 {
-			return fmt.Errorf("chown %s root:elasticsearch: %w", SecurityCertsDir, err)
+			return nil, fmt.Errorf("chown %s root:elasticsearch: %w", SecurityCertsDir, err)
 		}
 	}
+	var files []stagedFile
 	for _, f := range p.files {
 		host := filepath.Join(e.root, f.Path)
 		if old, err := os.ReadFile(host); err == nil && string(old) == string(f.Data) {
@@ -464,36 +493,9 @@ func writeSecurityFiles(e *bootEnv, p *securityPlan) error {
 				continue
 			}
 		}
-		tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.Path)+".esnode-*")
-		if err != nil {
-			return fmt.Errorf("write %s: %w", f.Path, err)
-		}
-		name := tmp.Name()
-		_, werr := tmp.Write(f.Data)
-		if werr == nil {
-			werr = tmp.Chmod(securityFileMode)
-		}
-		if werr == nil && gid >= 0 {
-			if err := tmp.Chown(0, gid); err != nil && os.Geteuid() == 0 {
-				werr = err
-			}
-		}
-		if werr == nil {
-			werr = tmp.Sync()
-		}
-		if cerr := tmp.Close(); werr == nil {
-			werr = cerr
-		}
-		if werr == nil {
-			werr = os.Rename(name, host)
-		}
-		if werr != nil {
-			os.Remove(name)
-			return fmt.Errorf("write %s (from %s): %w", f.Path, f.Param, werr)
-		}
-		fmt.Fprintf(e.out, "esnode boot: wrote %s (from %s)\n", f.Path, f.Param)
+		files = append(files, stagedFile{Path: host, Data: f.Data, Exact: &fileOwner{UID: 0, GID: gid, Mode: securityFileMode}, Label: "from " + f.Param})
 	}
-	return nil
+	return files, nil
 }
 
 // groupID looks a group up in root's /etc/group; -1 when absent.

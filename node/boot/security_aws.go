@@ -32,6 +32,10 @@ func NewAWSSecrets(ctx context.Context, region, ssmEndpoint, smEndpoint, imdsEnd
 	if err != nil {
 		return nil, err
 	}
+	return newAWSSecrets(cfg, ssmEndpoint, smEndpoint), nil
+}
+
+func newAWSSecrets(cfg aws.Config, ssmEndpoint, smEndpoint string) *AWSSecrets {
 	return &AWSSecrets{
 		ssm: ssm.NewFromConfig(cfg, func(o *ssm.Options) {
 			if ssmEndpoint != "" {
@@ -43,7 +47,7 @@ func NewAWSSecrets(ctx context.Context, region, ssmEndpoint, smEndpoint, imdsEnd
 				o.BaseEndpoint = aws.String(smEndpoint)
 			}
 		}),
-	}, nil
+	}
 }
 
 // GetSecret returns the plaintext of a parameter or secret. Errors name
