@@ -476,72 +476,102 @@ func httpGet(ctx context.Context, url string) (string, error) {
 // BenchmarkE2EBootVersusInstall is P1: what a baked image saves at boot.
 // Each iteration bakes a node (a fresh CIS-like instance, `esnode install`
 // from stand-ins over HTTP on the bridge, timed by wall clock over SSH),
-// launches a node from the baked image and reads how long esnode-boot.service
-// ran at that first boot (systemd's ExecMainStart..ExecMainExit), then runs
-// `esnode boot` by hand after the instance's es_cluster tag changed, so it
-// rewrites elasticsearch.yml and the CloudWatch config (wall clock through
-// nsenter). Metrics: install-s/op, boot-s/op (the unit at first boot),
-// boot-hand-s/op and install/boot, the ratio. ns/op is the whole cycle
-// and means little.
+// launches a node from the baked image and reads how long
+// esnode-boot.service ran at that first boot (systemd's
+// ExecMainStart..ExecMainExit), then runs `esnode boot` by hand after the
+// instance's es_cluster tag changed, so it rewrites elasticsearch.yml and
+// the CloudWatch config (wall clock through nsenter). The image is 8.x
+// with the cluster's security section (transport TLS material and the
+// elastic password fetched from Parameter Store, the password put in the
+// keystore by the keystore tool at first boot). A second, plain image
+// (7.17, no security section: no fetch, no keystore) is baked and booted
+// the same way. Metrics: install-s/op, boot-s/op (the 8.x unit at first
+// boot), boot-plain-s/op (the 7.17 unit at first boot), boot-hand-s/op,
+// and install/boot and install/boot-plain, the ratios. The log shows each
+// first boot's own summary line, where the unit's time went stage by
+// stage. ns/op is the whole cycle and means little.
 func BenchmarkE2EBootVersusInstall(b *testing.B) {
 	testcloud.RequireHost(b)
 	cloud := testcloud.New(b)
 	key := NewKey(b)
 	secrets := guestSecrets(b, context.Background(), cloud, clusterTag, clusterTag+"-b")
-	var install, unit, hand time.Duration
+	var install, unit, plain, hand time.Duration
 	for i := 0; i < b.N; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 		bk := bakeNode(b, cloud)
 		install += bk.Install
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		ls := testcloud.LaunchSpec{Image: bk.Image, AuthorizedKey: key.Authorized,
-			Tags: map[string]string{"es_cluster": clusterTag}, BootTimeout: guestBootTimeout}
-		secrets(&ls)
-		inst, err := cloud.Launch(ctx, ls)
-		if err != nil {
-			cancel()
-			b.Fatal(err)
-		}
-		if bootSt, esSt := waitUnitsSettled(ctx, inst); bootSt != "active" || esSt != "active" {
-			cancel()
-			b.Fatalf("esnode-boot.service %q, elasticsearch.service %q after the first boot", bootSt, esSt)
-		}
-		out, err := inst.Exec(ctx, "systemctl show -p ExecMainStartTimestampMonotonic -p ExecMainExitTimestampMonotonic --value esnode-boot.service")
-		f := strings.Fields(out)
-		if err != nil || len(f) != 2 {
-			cancel()
-			b.Fatalf("esnode-boot timestamps %q: %v", out, err)
-		}
-		start, _ := strconv.ParseUint(f[0], 10, 64)
-		exit, _ := strconv.ParseUint(f[1], 10, 64)
-		if start == 0 || exit < start {
-			cancel()
-			b.Fatalf("esnode-boot ran from %d to %d µs: not at this boot", start, exit)
-		}
-		unit += time.Duration(exit-start) * time.Microsecond
+		inst, took := benchFirstBoot(b, ctx, cloud, bk, key, secrets)
+		unit += took
 
 		inst.SetTags(map[string]string{"es_cluster": clusterTag + "-b"})
 		t0 := time.Now()
-		out, err = inst.Exec(ctx, byHand+"boot 2>&1")
+		out, err := inst.Exec(ctx, byHand+"boot 2>&1")
 		hand += time.Since(t0)
 		if err != nil || !strings.Contains(out, "changed") {
 			cancel()
 			b.Fatalf("esnode boot by hand after a tag change: %v\n%s", err, out)
 		}
-		if err := inst.Terminate(ctx); err != nil {
-			b.Errorf("terminate: %v", err)
-		}
-		if err := cloud.ReleaseImage(bk.Image); err != nil {
-			b.Errorf("release the baked image: %v", err)
-		}
+		benchDone(b, ctx, cloud, bk, inst)
+
+		bk7 := bakeNodeWith(b, cloud, bakeOptions{Version: es7Version})
+		inst7, took7 := benchFirstBoot(b, ctx, cloud, bk7, key, nil)
+		plain += took7
+		benchDone(b, ctx, cloud, bk7, inst7)
 		cancel()
 	}
 	n := float64(b.N)
 	b.ReportMetric(install.Seconds()/n, "install-s/op")
 	b.ReportMetric(unit.Seconds()/n, "boot-s/op")
+	b.ReportMetric(plain.Seconds()/n, "boot-plain-s/op")
 	b.ReportMetric(hand.Seconds()/n, "boot-hand-s/op")
-	if unit > 0 {
+	if unit > 0 && plain > 0 {
 		b.ReportMetric(install.Seconds()/unit.Seconds(), "install/boot")
-		b.Logf("P1: esnode install %.2fs, esnode boot at first boot %.3fs (by hand, tag changed: %.3fs): boot is %.0fx faster",
-			install.Seconds()/n, unit.Seconds()/n, hand.Seconds()/n, install.Seconds()/unit.Seconds())
+		b.ReportMetric(install.Seconds()/plain.Seconds(), "install/boot-plain")
+		b.Logf("P1: esnode install %.2fs; esnode boot at first boot %.3fs with TLS material and the elastic password (%.0fx faster), %.3fs plain 7.17 (%.0fx); by hand after a tag change %.3fs",
+			install.Seconds()/n, unit.Seconds()/n, install.Seconds()/unit.Seconds(), plain.Seconds()/n, install.Seconds()/plain.Seconds(), hand.Seconds()/n)
+	}
+}
+
+// benchFirstBoot launches a node from bk's image and returns it with how
+// long esnode-boot.service ran at its first boot, logging boot's summary.
+func benchFirstBoot(b *testing.B, ctx context.Context, cloud *testcloud.Cloud, bk *baked, key Key, secrets func(*testcloud.LaunchSpec)) (*testcloud.Instance, time.Duration) {
+	b.Helper()
+	ls := testcloud.LaunchSpec{Image: bk.Image, AuthorizedKey: key.Authorized,
+		Tags: map[string]string{"es_cluster": clusterTag}, BootTimeout: guestBootTimeout}
+	if secrets != nil {
+		secrets(&ls)
+	}
+	inst, err := cloud.Launch(ctx, ls)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if bootSt, esSt := waitUnitsSettled(ctx, inst); bootSt != "active" || esSt != "active" {
+		j, _ := inst.Exec(ctx, "journalctl -b -u esnode-boot.service -o cat --no-pager | tail -20")
+		b.Fatalf("%s: esnode-boot.service %q, elasticsearch.service %q after the first boot:\n%s", bk.Spec.Elasticsearch.Version, bootSt, esSt, j)
+	}
+	out, err := inst.Exec(ctx, "systemctl show -p ExecMainStartTimestampMonotonic -p ExecMainExitTimestampMonotonic --value esnode-boot.service")
+	f := strings.Fields(out)
+	if err != nil || len(f) != 2 {
+		b.Fatalf("esnode-boot timestamps %q: %v", out, err)
+	}
+	start, _ := strconv.ParseUint(f[0], 10, 64)
+	exit, _ := strconv.ParseUint(f[1], 10, 64)
+	if start == 0 || exit < start {
+		b.Fatalf("esnode-boot ran from %d to %d µs: not at this boot", start, exit)
+	}
+	took := time.Duration(exit-start) * time.Microsecond
+	summary, _ := inst.Exec(ctx, "journalctl -b -u esnode-boot.service -o cat --no-pager | grep -E 'esnode boot: (changed|nothing)'")
+	b.Logf("%s first boot: unit %s; %s", bk.Spec.Elasticsearch.Version, took.Round(100*time.Microsecond), strings.TrimSpace(summary))
+	return inst, took
+}
+
+// benchDone terminates inst and releases bk's image.
+func benchDone(b *testing.B, ctx context.Context, cloud *testcloud.Cloud, bk *baked, inst *testcloud.Instance) {
+	b.Helper()
+	if err := inst.Terminate(ctx); err != nil {
+		b.Errorf("terminate: %v", err)
+	}
+	if err := cloud.ReleaseImage(bk.Image); err != nil {
+		b.Errorf("release the baked image: %v", err)
 	}
 }
