@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/esbake/packer-plugin-elasticsearch/spec"
 )
@@ -272,6 +273,13 @@ func TestSystemFirewallInRealIPTables(t *testing.T) {
 	}
 	defer func() { ns.Process.Kill(); ns.Wait() }()
 	r := netnsRunner{netns: "/proc/" + strconv.Itoa(ns.Process.Pid) + "/ns/net"}
+	// unshare is running once Start returns, but its namespace may not be
+	// made yet: never touch the host's firewall.
+	for deadline := time.Now().Add(10 * time.Second); !r.separate(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("unshare -n made no network namespace within 10s")
+		}
+	}
 	ctx := context.Background()
 	sh := func(name string, args ...string) string {
 		t.Helper()
@@ -324,7 +332,17 @@ func TestSystemFirewallInRealIPTables(t *testing.T) {
 // netnsRunner runs commands in another network namespace.
 type netnsRunner struct{ netns string }
 
+// separate reports whether the namespace is not this process's own.
+func (n netnsRunner) separate() bool {
+	theirs, err1 := os.Readlink(n.netns)
+	ours, err2 := os.Readlink("/proc/self/ns/net")
+	return err1 == nil && err2 == nil && theirs != ours
+}
+
 func (n netnsRunner) Run(ctx context.Context, c Command) ([]byte, error) {
+	if !n.separate() {
+		return nil, errors.New("refusing to run outside a separate network namespace")
+	}
 	c.Args = append([]string{"--net=" + n.netns, c.Name}, c.Args...)
 	c.Name = "nsenter"
 	return ExecRunner{}.Run(ctx, c)
