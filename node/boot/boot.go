@@ -607,6 +607,7 @@ func commands(ctx context.Context, e *bootEnv, in *gathered, p *bootPlan, cwChan
 		cmds = append(cmds, keystoreAdd("discovery.ec2.access_key", access), keystoreAdd("discovery.ec2.secret_key", secret))
 	}
 	cmds = append(cmds, p.security.keystoreCommands()...)
+	cmds = batchKeystoreAdds(cmds, in.ver)
 	if stale := staleKeystoreKeys(in.prev, managedKeystoreKeys(in.ud, p)); len(stale) > 0 {
 		list, err := e.runner.Run(ctx, keystoreList())
 		if err != nil {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/esbake/packer-plugin-elasticsearch/spec"
 )
 
 // KeystoreTool is Elasticsearch's keystore command, as its package installs it.
@@ -72,6 +74,43 @@ func keystoreAdd(setting, value string) Command {
 		Env:   []string{"ES_PATH_CONF=/etc/elasticsearch"},
 		Stdin: []byte(value),
 	}
+}
+
+// batchKeystoreAdds merges the keystore additions into one command where
+// the tool takes several settings, one value a line on stdin (7.8 and
+// later; 7.6's `add` takes one setting): the real tool is a JVM that
+// decrypts and re-encrypts the keystore each run, a second or more on a
+// small instance. Values holding a line break keep their own command.
+func batchKeystoreAdds(cmds []Command, ver spec.Version) []Command {
+	if ver.Major < 7 || ver.Major == 7 && ver.Minor < 8 {
+		return cmds
+	}
+	var out []Command
+	batch := -1 // index in out of the merged command
+	for _, c := range cmds {
+		name, value, ok := singleKeystoreAdd(c)
+		if !ok || strings.ContainsAny(value, "\r\n") {
+			out = append(out, c)
+			continue
+		}
+		if batch < 0 {
+			batch = len(out)
+			out = append(out, keystoreAdd(name, value))
+			continue
+		}
+		b := &out[batch]
+		b.Args = append(b.Args, name)
+		b.Stdin = append(append(b.Stdin, '\n'), value...)
+	}
+	return out
+}
+
+// singleKeystoreAdd reads a keystoreAdd command back.
+func singleKeystoreAdd(c Command) (name, value string, ok bool) {
+	if c.Name != KeystoreTool || len(c.Args) != 4 || c.Args[0] != "add" || c.Args[1] != "--stdin" || c.Args[2] != "--force" {
+		return "", "", false
+	}
+	return c.Args[3], string(c.Stdin), true
 }
 
 // discoveryKeystoreKeys are the secure settings boot puts in the keystore

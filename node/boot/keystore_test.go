@@ -3,6 +3,7 @@ package boot
 import (
 	"bytes"
 	"context"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -74,5 +75,30 @@ func TestStaleKeystoreKeys(t *testing.T) {
 	}
 	if keystoreRemoveCommand(discoveryKeystoreKeys, []byte("keystore.seed\n")) != nil {
 		t.Error("remove of keys the keystore no longer holds (it fails on a missing setting)")
+	}
+}
+
+func TestBatchKeystoreAdds(t *testing.T) {
+	cmds := []Command{keystoreAdd("a.b", "one"), cwFetchConfig(), keystoreAdd("c.d", "two"), keystoreAdd("e.f", "multi\nline"), keystoreList()}
+	v := func(s string) spec.Version {
+		ver, err := spec.ParseVersion(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ver
+	}
+	got := batchKeystoreAdds(cmds, v("8.15.3"))
+	want := []Command{
+		{Name: KeystoreTool, Args: []string{"add", "--stdin", "--force", "a.b", "c.d"}, Env: []string{"ES_PATH_CONF=/etc/elasticsearch"}, Stdin: []byte("one\ntwo")},
+		cwFetchConfig(), keystoreAdd("e.f", "multi\nline"), keystoreList(),
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("8.x batch:\n got %+v\nwant %+v", got, want)
+	}
+	// Before 7.8 `add` takes one setting: unchanged.
+	for _, old := range []string{"7.6.2", "6.8.23"} {
+		if got := batchKeystoreAdds(cmds, v(old)); !reflect.DeepEqual(got, cmds) {
+			t.Errorf("%s: %+v", old, got)
+		}
 	}
 }

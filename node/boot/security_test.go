@@ -118,11 +118,21 @@ func TestBootSecurityFromEmulator(t *testing.T) {
 			}
 		}
 	}
+	// What the keystore got, read as the tool reads it: one value a line
+	// on stdin for each setting named.
 	stdin := func(rr *RecordingRunner) map[string]string {
 		m := map[string]string{}
 		for _, c := range rr.Commands {
 			if c.Name == KeystoreTool && c.Args[0] == "add" {
-				m[c.Args[len(c.Args)-1]] = string(c.Stdin)
+				names := c.Args[3:]
+				values := strings.Split(string(c.Stdin), "\n")
+				if len(values) != len(names) {
+					t.Errorf("keystore add of %d settings with %d values on stdin", len(names), len(values))
+					continue
+				}
+				for i, n := range names {
+					m[n] = values[i]
+				}
 			}
 		}
 		return m
@@ -158,6 +168,16 @@ func TestBootSecurityFromEmulator(t *testing.T) {
 	ks := stdin(rr)
 	if ks["bootstrap.password"] != elasticPW || ks["xpack.security.http.ssl.keystore.secure_password"] != p12pw {
 		t.Errorf("keystore additions %v", keysOf(ks))
+	}
+	// 8.x's tool takes every setting in one run (one JVM start).
+	adds := 0
+	for _, c := range rr.Commands {
+		if c.Name == KeystoreTool && c.Args[0] == "add" {
+			adds++
+		}
+	}
+	if adds != 1 {
+		t.Errorf("%d keystore add commands, want one for all %d settings", adds, len(ks))
 	}
 	st, _ := ReadState(root)
 	if st.Security == nil || !st.Security.ElasticPasswordSet || !st.Security.Transport || !st.Security.HTTP || st.Security.References["transport_key"] != "/es/prod/transport/key" {
