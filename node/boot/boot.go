@@ -148,12 +148,13 @@ func rootDir(r string) string {
 
 // Run performs one boot as a pipeline of named stages:
 //
-//	gather -> plan -> render -> (dry run: report) -> write -> apply -> record
+//	gather -> plan -> render -> (dry run: report) -> prepare -> apply -> record
 //
 // gather reads the baked spec, instance metadata, userdata and the last
 // boot's state; plan decides every setting, the heap and the firewall rules;
-// render turns the plan into file contents; write and apply change the
-// node. Everything is read and rendered before anything is written, so a
+// render turns the plan into file contents; prepare reads what the commands
+// need; apply changes the node (files, firewall, keystore, agent) and
+// record writes boot.json. Each stage's time is in Result.Stages. Everything is read and rendered before anything is written, so a
 // failure to reach metadata (or bad userdata) leaves the last good
 // configuration as it was.
 func Run(ctx context.Context, o Options) (*Result, error) {
@@ -189,11 +190,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	env.clock.lap("prepare")
-	if err := write(env, p, changes); err != nil {
-		return nil, err
-	}
-	env.clock.lap("write")
-	if err := apply(ctx, env, p, cmds, res); err != nil {
+	if err := apply(ctx, env, p, changes, cmds, res); err != nil {
 		return nil, err
 	}
 	st, err := record(env, in, p, changes)
@@ -623,9 +620,10 @@ func commands(ctx context.Context, e *bootEnv, in *gathered, p *bootPlan, cwChan
 	return cmds, nil
 }
 
-// write replaces every changed file atomically, with one filesystem sync
-// for all of them; the security material first (its own owner and mode).
-func write(e *bootEnv, p *bootPlan, changes []fileChange) error {
+// writeFiles replaces every changed file atomically, with one filesystem
+// sync for all of them; the security material first (its own owner and
+// mode).
+func writeFiles(e *bootEnv, p *bootPlan, changes []fileChange) error {
 	files, err := stageSecurityFiles(e, p.security)
 	if err != nil {
 		return err
@@ -651,12 +649,15 @@ func (e *bootEnv) printWritten(path, label string) {
 	fmt.Fprintf(e.out, "esnode boot: wrote %s%s\n", filepath.Join("/", rel), label)
 }
 
-// apply loads the firewall rules and runs the commands. The firewall, the
-// keystore commands and the rest (the CloudWatch agent's) touch different
-// things, so they run at the same time, each lane's commands in order;
-// the boot fails if any lane fails (the first failing lane in that order
-// is reported). The keystore tool is a JVM on a real node: the slowest.
-func apply(ctx context.Context, e *bootEnv, p *bootPlan, cmds []Command, res *Result) error {
+// apply writes the files, loads the firewall rules and runs the commands.
+// The firewall and the keystore do not read the files boot writes, so
+// they run while the files are written; the rest (the CloudWatch agent
+// reading its new configuration) runs once they are. Each lane runs its
+// commands in order; the boot fails if any lane fails (the first failing
+// lane in that order is reported), and a lane that already ran is not
+// undone: the next boot applies everything again. The keystore tool is a
+// JVM on a real node, the slowest of all.
+func apply(ctx context.Context, e *bootEnv, p *bootPlan, changes []fileChange, cmds []Command, res *Result) error {
 	var keystore, other []Command
 	for _, c := range cmds {
 		if c.Name == KeystoreTool {
@@ -669,7 +670,7 @@ func apply(ctx context.Context, e *bootEnv, p *bootPlan, cmds []Command, res *Re
 		stages []Stage
 		err    error
 	}
-	lanes := make([]lane, 3)
+	var write, firewall, keys, rest lane
 	run := func(l *lane, cs []Command) {
 		for _, c := range cs {
 			t0 := time.Now()
@@ -683,22 +684,30 @@ func apply(ctx context.Context, e *bootEnv, p *bootPlan, cmds []Command, res *Re
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); run(&lanes[1], keystore) }()
-	go func() { defer wg.Done(); run(&lanes[2], other) }()
+	go func() { defer wg.Done(); run(&keys, keystore) }()
+	go func() {
+		defer wg.Done()
+		t0 := time.Now()
+		if err := e.fw.Apply(ctx, p.fwRules); err != nil {
+			firewall.err = fmt.Errorf("apply firewall: %w", err)
+		}
+		firewall.stages = []Stage{{Name: "firewall", Took: time.Since(t0)}}
+	}()
 	t0 := time.Now()
-	if err := e.fw.Apply(ctx, p.fwRules); err != nil {
-		lanes[0].err = fmt.Errorf("apply firewall: %w", err)
+	write.err = writeFiles(e, p, changes)
+	write.stages = []Stage{{Name: "write", Took: time.Since(t0)}}
+	if write.err == nil {
+		run(&rest, other)
 	}
-	lanes[0].stages = []Stage{{Name: "firewall", Took: time.Since(t0)}}
 	wg.Wait()
 	e.clock.lap("apply")
-	for _, l := range lanes {
+	for _, l := range []*lane{&write, &firewall, &keys, &rest} {
 		for _, st := range l.stages {
 			st.Within = "apply"
 			e.clock.stages = append(e.clock.stages, st)
 		}
 	}
-	for _, l := range lanes {
+	for _, l := range []*lane{&write, &firewall, &keys, &rest} {
 		if l.err != nil {
 			return l.err
 		}
