@@ -266,6 +266,7 @@ exposures contains {
 	"family": family,
 	"address": l.address,
 } if {
+	accepts_by_default
 	some pp in lib.protected
 	some l in lib.listeners
 	l.port == pp.port
@@ -274,6 +275,13 @@ exposures contains {
 	policy_accepts(family)
 	not closed_by_rule(pp.port, family)
 }
+
+# accepts_by_default: some family's input policy accepts. The exposure
+# above checks it first: most hosts drop by default, and then no listener
+# is looked at.
+accepts_by_default if policy_accepts("ipv4")
+
+accepts_by_default if policy_accepts("ipv6")
 
 allowed_text(kind) := sort([c | some c in lib.allowed_cidrs(kind)]) if {
 	lib.allowed_cidrs(kind)

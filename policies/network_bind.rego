@@ -22,7 +22,8 @@ bind_keys := ["network.host", "network.bind_host", "http.host", "http.bind_host"
 #   stage: [audit]
 deny contains finding if {
 	some key in bind_keys
-	some v in lib.items(object.get(lib.yml, key, null))
+	setting := lib.yml[key] # only the keys set: a missing one has no items
+	some v in lib.items(setting)
 	wildcard_bind(v)
 	finding := {
 		"id": rego.metadata.rule().custom.id,

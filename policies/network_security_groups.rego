@@ -22,9 +22,12 @@ import data.esbake.lib
 deny contains finding if {
 	some sg in lib.arr(object.get(lib.node, "security_groups", []))
 	some rule in lib.arr(object.get(sg, "ingress", []))
+
+	# The world-open sources first: most rules have none, and then no port
+	# is checked.
+	some cidr in world_cidrs(rule)
 	some pp in lib.protected
 	covers(rule, pp.port)
-	some cidr in world_cidrs(rule)
 	finding := {
 		"id": rego.metadata.rule().custom.id,
 		"msg": sprintf("security group %s (%s) lets %s reach %s port %d (rule %s %s)", [

@@ -51,10 +51,12 @@ root_runs contains {
 	"source": "listener",
 } if {
 	some l in lib.listeners
+
+	# Root first: few listeners run as root, and then no port is compared.
+	is_root(object.get(l, "uid", -1), object.get(l, "user", ""))
 	some pp in lib.protected
 	l.port == pp.port
 	kind := pp.kind
-	is_root(object.get(l, "uid", -1), object.get(l, "user", ""))
 }
 
 service_of := {"http": "elasticsearch", "transport": "elasticsearch", "hq": "elastichq"}
