@@ -247,11 +247,23 @@ exposures contains {
 	"chain": r.chain,
 	"rule": object.get(r, "raw", ""),
 } if {
+	some [r, port] in opened
+	some pp in lib.protected
+	pp.port == port
+	some src in outside_sources(r, pp.kind)
+}
+
+# opened holds [r, p] for each accepting rule r that takes new connections
+# to protected port p and that no earlier rule of its chain shadows for p.
+# esaudit's Go model lists them (input.derived.firewall.opens: [index,
+# port] pairs); without it the rules above decide, with the same result.
+opened := {[rules[i], port] | some [i, port] in model.opens} if {
+	is_object(model)
+} else := {[r, pp.port] |
 	some [i, r] in accepting
 	some pp in lib.protected
 	matches_port(r, pp.port)
 	not shadowed(i, r, pp.port)
-	some src in outside_sources(r, pp.kind)
 }
 
 # The default policy accepts and nothing drops a protected port that

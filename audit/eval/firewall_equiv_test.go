@@ -87,7 +87,7 @@ func firewallCorpus(t testing.TB) map[string][]byte {
 		fw := doc["facts"].(map[string]any)["firewall"].(map[string]any)
 		rules, chains := fw["rules"].([]any), fw["chains"].([]any)
 		r := rules[rng.IntN(len(rules))].(map[string]any)
-		switch rng.IntN(5) {
+		switch rng.IntN(7) {
 		case 0:
 			delete(r, "family")
 		case 1:
@@ -98,6 +98,10 @@ func firewallCorpus(t testing.TB) map[string][]byte {
 			rules[rng.IntN(len(rules))] = "-A INPUT -j ACCEPT"
 		case 4:
 			chains[rng.IntN(len(chains))].(map[string]any)["hook"] = nil
+		case 5:
+			r["dports"] = []any{map[string]any{"from": "9200", "to": 9200}}
+		case 6:
+			r["dports_negated"] = "yes"
 		}
 		if out[name+"-odd"], err = json.Marshal(doc); err != nil {
 			t.Fatal(err)
@@ -158,12 +162,13 @@ func TestFirewallLibraryEquivalent(t *testing.T) {
 }
 
 // TestFirewallModelEquivalent compares the Go model's accepting and
-// dropping rules with what lib_firewall.rego computes without it, rule by
-// rule, over firewallCorpus; where the model steps aside (a rule not in
+// dropping rules, and the ports the accepting ones open, with what
+// lib_firewall.rego computes without it, rule by rule, over firewallCorpus
+// and mutatedCorpus (which varies the spec's ports); where the model steps aside (a rule not in
 // the collector's shape) input.derived must be empty.
 func TestFirewallModelEquivalent(t *testing.T) {
 	ctx := context.Background()
-	pq, err := rego.New(rego.Query("a = data.esbake.lib.firewall.accepting; d = data.esbake.lib.firewall.dropping"),
+	pq, err := rego.New(rego.Query("a = data.esbake.lib.firewall.accepting; d = data.esbake.lib.firewall.dropping; o = data.esbake.lib.firewall.opened"),
 		rego.ParsedModule(mustModule(t, "lib.rego")), rego.ParsedModule(mustModule(t, "lib_firewall.rego")),
 		rego.SetRegoVersion(ast.RegoV1)).PrepareForEval(ctx)
 	if err != nil {
@@ -177,8 +182,25 @@ func TestFirewallModelEquivalent(t *testing.T) {
 		}
 		return out
 	}
-	modelled, aside, judged := 0, 0, 0
-	for name, b := range firewallCorpus(t) {
+	// opened as sorted JSON texts of [rule, port], duplicates dropped.
+	texts := func(pairs [][2]any) []string {
+		var out []string
+		for _, p := range pairs {
+			b, err := json.Marshal(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, string(b))
+		}
+		slices.Sort(out)
+		return slices.Compact(out)
+	}
+	docs := firewallCorpus(t)
+	for name, b := range mutatedCorpus(t, 200) {
+		docs[name] = b
+	}
+	modelled, aside, judged, opened := 0, 0, 0, 0
+	for name, b := range docs {
 		v, err := parseInput(b)
 		if err != nil {
 			t.Fatal(err)
@@ -188,7 +210,25 @@ func TestFirewallModelEquivalent(t *testing.T) {
 			t.Fatalf("%s: %v %v", name, rs, err)
 		}
 		wantAcc, wantDrop := indices(rs[0].Bindings["a"]), indices(rs[0].Bindings["d"])
-		acc, drop, ok := firewallModel(v.(ast.Object))
+		var wantOpens [][2]any
+		for _, o := range rs[0].Bindings["o"].([]any) {
+			wantOpens = append(wantOpens, [2]any(o.([]any)))
+		}
+		m, ok := firewallModel(v.(ast.Object))
+		acc, drop := m.accepting, m.dropping
+		var opens [][2]any
+		for _, o := range m.opens {
+			rules := objOrEmpty(objOrEmpty(v.(ast.Object).Get(factsKey)).Get(firewallKey)).Get(rulesKey)
+			r, err := ast.JSON(rules.Value.(*ast.Array).Elem(o.rule).Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := ast.JSON(o.port)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opens = append(opens, [2]any{r, p})
+		}
 		derived := withDerived(v).(ast.Object).Get(ast.StringTerm("derived")).Value.(ast.Object)
 		if !ok {
 			aside++
@@ -202,9 +242,13 @@ func TestFirewallModelEquivalent(t *testing.T) {
 		if !slices.Equal(acc, wantAcc) || !slices.Equal(drop, wantDrop) {
 			t.Errorf("%s: Go model accepting %v dropping %v, Rego %v and %v", name, acc, drop, wantAcc, wantDrop)
 		}
+		if got, want := texts(opens), texts(wantOpens); !slices.Equal(got, want) {
+			t.Errorf("%s: Go model opens\n%v\nRego\n%v", name, got, want)
+		}
+		opened += len(wantOpens)
 	}
-	t.Logf("%d documents modelled (%d accepting or dropping rules), %d left to Rego", modelled, judged, aside)
-	if aside == 0 || modelled < 100 || judged < 100 {
+	t.Logf("%d documents modelled (%d accepting or dropping rules, %d openings), %d left to Rego", modelled, judged, opened, aside)
+	if aside == 0 || modelled < 100 || judged < 100 || opened < 100 {
 		t.Errorf("corpus: %d modelled with %d rules judged, %d left to Rego: both paths must be exercised", modelled, judged, aside)
 	}
 }
@@ -234,7 +278,7 @@ func TestFirewallModelReplacesDerived(t *testing.T) {
 	if !slices.Contains(ruleIDs(want), "ES-NET-002") {
 		t.Fatalf("an ACCEPT of 9200 from anywhere is not reported: %+v", want)
 	}
-	doc["derived"] = map[string]any{"firewall": map[string]any{"accepting": []any{}, "dropping": []any{}}}
+	doc["derived"] = map[string]any{"firewall": map[string]any{"accepting": []any{}, "dropping": []any{}, "opens": []any{}}}
 	forged, err := json.Marshal(doc)
 	if err != nil {
 		t.Fatal(err)
