@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -16,7 +17,7 @@ import (
 // their literal text, as ValueFromReader's json.Number does. Anything it
 // does not accept goes to ValueFromReader, which then reports the error.
 func parseInput(data []byte) (ast.Value, error) {
-	p := jsonParser{data: data, strs: map[string]*ast.Term{}}
+	p := jsonParser{data: data}
 	t, err := p.value(0)
 	if err == nil {
 		p.space()
@@ -27,7 +28,43 @@ func parseInput(data []byte) (ast.Value, error) {
 	if err != nil {
 		return ast.ValueFromReader(bytes.NewReader(data))
 	}
+	shareStrings(p.strs)
 	return t.Value, nil
+}
+
+// sharedStrings holds the key and short-string terms of the documents
+// parsed so far, up to maxSharedStrings, for every later parse: a fleet's
+// documents repeat the same keys and words, and building them and a map of
+// them anew for each document was a third of the parse.
+var sharedStrings = struct {
+	sync.RWMutex
+	m map[string]*ast.Term
+}{m: map[string]*ast.Term{}}
+
+const maxSharedStrings = 1 << 14
+
+// sharedString is the shared term of s, if there is one.
+func sharedString(s []byte) *ast.Term {
+	sharedStrings.RLock()
+	t := sharedStrings.m[string(s)] // no allocation for the lookup
+	sharedStrings.RUnlock()
+	return t
+}
+
+// shareStrings adds a document's new string terms to sharedStrings while
+// there is room.
+func shareStrings(strs map[string]*ast.Term) {
+	if len(strs) == 0 {
+		return
+	}
+	sharedStrings.Lock()
+	defer sharedStrings.Unlock()
+	for s, t := range strs {
+		if len(sharedStrings.m) >= maxSharedStrings {
+			return
+		}
+		sharedStrings.m[s] = t
+	}
 }
 
 var errJSONFallback = fmt.Errorf("not handled by the fast parser")
@@ -43,8 +80,9 @@ const maxSharedString = 24
 type jsonParser struct {
 	data []byte
 	pos  int
-	// strs shares one term per distinct key or short string (terms are
-	// immutable once built, as OPA's own interned terms are).
+	// strs shares one term per distinct key or short string not in
+	// sharedStrings (terms are immutable once built, as OPA's own interned
+	// terms are).
 	strs map[string]*ast.Term
 	// members and elems are stacks the objects and arrays being read push
 	// onto, so reading one allocates only the value itself.
@@ -212,6 +250,9 @@ func (p *jsonParser) strTerm(key bool) (*ast.Term, error) {
 		if !key && len(plain) > maxSharedString {
 			return ast.StringTerm(string(plain)), nil
 		}
+		if t := sharedString(plain); t != nil {
+			return t, nil
+		}
 		// Indexing with string(plain) does not allocate.
 		if t, ok := p.strs[string(plain)]; ok {
 			return t, nil
@@ -221,11 +262,17 @@ func (p *jsonParser) strTerm(key bool) (*ast.Term, error) {
 		if !key && len(s) > maxSharedString {
 			return ast.StringTerm(s), nil
 		}
+		if t := sharedString([]byte(s)); t != nil {
+			return t, nil
+		}
 		if t, ok := p.strs[s]; ok {
 			return t, nil
 		}
 	}
 	t := ast.InternedTerm(s)
+	if p.strs == nil {
+		p.strs = map[string]*ast.Term{}
+	}
 	p.strs[s] = t
 	return t, nil
 }

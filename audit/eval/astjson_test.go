@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -47,16 +48,31 @@ func TestParseInputMatchesOPA(t *testing.T) {
 	} {
 		docs = append(docs, []byte(s))
 	}
-	for i, d := range docs {
+	check := func(i int, d []byte) {
 		want, werr := ast.ValueFromReader(bytes.NewReader(d))
 		got, gerr := parseInput(d)
 		if werr != nil || gerr != nil {
-			t.Fatalf("doc %d: errors %v / %v", i, werr, gerr)
+			t.Errorf("doc %d: errors %v / %v", i, werr, gerr)
+			return
 		}
 		if got.Compare(want) != 0 || got.String() != want.String() {
 			t.Errorf("doc %d differs:\nparseInput:      %.400s\nValueFromReader: %.400s", i, got, want)
 		}
 	}
+	// Once, then again with the strings of every document shared, from
+	// several goroutines at once (as esaudit's workers parse).
+	for i, d := range docs {
+		check(i, d)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for i, d := range docs {
+				check(i, d)
+			}
+		})
+	}
+	wg.Wait()
 	for _, bad := range []string{``, `{`, `{"a":}`, `[1,]`, `{"a" 1}`, `1.`, `tru`, `"open`, "\"ctl\x01\"", `NaN`} {
 		if _, err := parseInput([]byte(bad)); err == nil {
 			t.Errorf("%q: parsed, want an error", bad)
