@@ -615,9 +615,22 @@ func commands(ctx context.Context, e *bootEnv, in *gathered, p *bootPlan, cwChan
 		}
 	}
 	if cwChanged {
-		cmds = append(cmds, cwFetchConfig(), cwRestart())
+		cmds = append(cmds, cwFetchConfig())
+		if !e.agentStartsAfterBoot() {
+			cmds = append(cmds, cwRestart())
+		}
 	}
 	return cmds, nil
+}
+
+// agentStartsAfterBoot is agentStartsAfterBoot on this machine; never
+// with another root.
+func (e *bootEnv) agentStartsAfterBoot() bool {
+	if e.root != "/" {
+		return false
+	}
+	self, err := os.ReadFile("/proc/self/cgroup")
+	return err == nil && agentStartsAfterBoot(self, "/sys/fs/cgroup", "/")
 }
 
 // writeFiles replaces every changed file atomically, with one filesystem

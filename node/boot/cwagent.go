@@ -2,7 +2,13 @@ package boot
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
 )
 
 // CloudWatch agent paths, as its package installs them.
@@ -71,5 +77,39 @@ func cwFetchConfig() Command {
 
 // cwRestart (re)starts the agent with the new config, without waiting.
 func cwRestart() Command {
-	return Command{Name: "systemctl", Args: []string{"--no-block", "restart", "amazon-cloudwatch-agent.service"}}
+	return Command{Name: "systemctl", Args: []string{"--no-block", "restart", cwAgentUnit}}
+}
+
+const (
+	cwAgentUnit = "amazon-cloudwatch-agent.service"
+	bootUnit    = "esnode-boot.service"
+)
+
+// agentStartsAfterBoot reports whether systemd starts the CloudWatch agent
+// once this boot ends, so restarting it would only queue the same start:
+// esnode boot runs in esnode-boot.service's cgroup (selfCgroup is
+// /proc/self/cgroup; the unit is ordered before the agent's), the agent's
+// unit is enabled under root and has no cgroup in cgroupFS (cgroup v2:
+// systemd makes a unit's cgroup when it starts the unit and removes it
+// when the unit stops). That is the first boot, and every boot the agent's
+// configuration changed at. By hand, with the agent running, or with
+// anything it cannot read, the answer is no and boot restarts the agent.
+func agentStartsAfterBoot(selfCgroup []byte, cgroupFS, root string) bool {
+	own := ""
+	for _, l := range strings.Split(string(selfCgroup), "\n") {
+		if rest, ok := strings.CutPrefix(l, "0::"); ok {
+			own = rest
+		}
+	}
+	if path.Base(own) != bootUnit {
+		return false
+	}
+	if _, err := os.Stat(filepath.Join(cgroupFS, "cgroup.controllers")); err != nil {
+		return false
+	}
+	if _, err := os.Stat(filepath.Join(cgroupFS, path.Dir(own), cwAgentUnit)); !errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	_, err := os.Lstat(filepath.Join(root, "etc/systemd/system/multi-user.target.wants", cwAgentUnit))
+	return err == nil
 }

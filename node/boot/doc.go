@@ -100,7 +100,8 @@
 // `amazon-cloudwatch-agent-ctl -a fetch-config` runs when it changed, and a
 // non-blocking `systemctl --no-block restart amazon-cloudwatch-agent` (not
 // the ctl script's -s: its blocking restart would deadlock against the
-// agent unit, which is ordered after esnode-boot).
+// agent unit, which is ordered after esnode-boot) unless systemd starts the
+// agent after this boot anyway (agentStartsAfterBoot: the first boot).
 //
 // Discovery keys: only when userdata names both SSM parameters, their
 // decrypted values are added to the Elasticsearch keystore through the
