@@ -89,9 +89,10 @@ const (
 // once this boot ends, so restarting it would only queue the same start:
 // esnode boot runs in esnode-boot.service's cgroup (selfCgroup is
 // /proc/self/cgroup; the unit is ordered before the agent's), the agent's
-// unit is enabled under root and has no cgroup in cgroupFS (cgroup v2:
-// systemd makes a unit's cgroup when it starts the unit and removes it
-// when the unit stops). That is the first boot, and every boot the agent's
+// unit is enabled under root and has no cgroup beside boot's in the cgroup
+// v2 hierarchy (cgroupFS, or cgroupFS/unified on a hybrid layout): systemd
+// makes a unit's cgroup when it starts the unit and removes it when the
+// unit stops. That is the first boot, and every boot the agent's
 // configuration changed at. By hand, with the agent running, or with
 // anything it cannot read, the answer is no and boot restarts the agent.
 func agentStartsAfterBoot(selfCgroup []byte, cgroupFS, root string) bool {
@@ -104,10 +105,20 @@ func agentStartsAfterBoot(selfCgroup []byte, cgroupFS, root string) bool {
 	if path.Base(own) != bootUnit {
 		return false
 	}
-	if _, err := os.Stat(filepath.Join(cgroupFS, "cgroup.controllers")); err != nil {
+	// The v2 hierarchy is the one holding boot's own cgroup.
+	unified := ""
+	for _, m := range []string{cgroupFS, filepath.Join(cgroupFS, "unified")} {
+		_, errC := os.Stat(filepath.Join(m, "cgroup.controllers"))
+		_, errOwn := os.Stat(filepath.Join(m, own))
+		if errC == nil && errOwn == nil {
+			unified = m
+			break
+		}
+	}
+	if unified == "" {
 		return false
 	}
-	if _, err := os.Stat(filepath.Join(cgroupFS, path.Dir(own), cwAgentUnit)); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(unified, path.Dir(own), cwAgentUnit)); !errors.Is(err, fs.ErrNotExist) {
 		return false
 	}
 	_, err := os.Lstat(filepath.Join(root, "etc/systemd/system/multi-user.target.wants", cwAgentUnit))

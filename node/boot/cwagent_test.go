@@ -76,4 +76,23 @@ func TestAgentStartsAfterBoot(t *testing.T) {
 	if agentStartsAfterBoot(fromUnit, cg, root) {
 		t.Error("no cgroup v2: cannot tell, must restart")
 	}
+	// A hybrid layout: the v2 hierarchy at unified/ (systemd mirrors its
+	// units there).
+	hybrid := filepath.Join(cg, "unified")
+	mk(filepath.Join(hybrid, "system.slice", bootUnit))
+	if err := os.WriteFile(filepath.Join(hybrid, "cgroup.controllers"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !agentStartsAfterBoot(fromUnit, cg, root) {
+		t.Error("hybrid layout, the agent not started: systemd starts it after boot")
+	}
+	mk(filepath.Join(hybrid, "system.slice", cwAgentUnit))
+	if agentStartsAfterBoot(fromUnit, cg, root) {
+		t.Error("hybrid layout, the agent running: it must be restarted")
+	}
+	// Boot's own cgroup missing from the hierarchy: not the one it runs in.
+	os.RemoveAll(filepath.Join(hybrid, "system.slice"))
+	if agentStartsAfterBoot(fromUnit, cg, root) {
+		t.Error("boot's cgroup is not in the hierarchy: cannot tell, must restart")
+	}
 }
