@@ -91,6 +91,8 @@ type fwRule struct {
 	hook, proto, inIface                  string
 	newConns, anySourceList, plainSources bool
 	noOther                               bool
+	// key is the rule's chain as fwKey gives it.
+	key string
 	// dports are the rule's port ranges, negated when dportsNegated.
 	dports        []portRange
 	dportsNegated bool
@@ -161,8 +163,9 @@ func firewallModel(in ast.Object) (m fwModel, ok bool) {
 		if !ok {
 			return fwModel{}, false
 		}
+		r.key = fwKey(r.family, r.table, r.chain)
 		parsed[i] = r
-		k := fwKey(r.family, r.table, r.chain)
+		k := r.key
 		if r.hook == "input" && deciding(r.backend, r.table) {
 			roots[k] = true
 		}
@@ -211,7 +214,7 @@ func firewallModel(in ast.Object) (m fwModel, ok bool) {
 	accept, drop := []int{}, []int{}
 	for i, r := range parsed {
 		tcp := r.proto == "" || r.proto == "tcp" || r.proto == "all" || r.proto == "6"
-		if !tcp || !r.newConns || !reached[fwKey(r.family, r.table, r.chain)] {
+		if !tcp || !r.newConns || !reached[r.key] {
 			continue
 		}
 		switch r.target {
@@ -232,7 +235,6 @@ func firewallModel(in ast.Object) (m fwModel, ok bool) {
 	opens := []opening{}
 	for _, i := range accept {
 		r := &parsed[i]
-		k := fwKey(r.family, r.table, r.chain)
 		for _, p := range ports {
 			if !r.matches(p) {
 				continue
@@ -240,7 +242,7 @@ func firewallModel(in ast.Object) (m fwModel, ok bool) {
 			shadowed := false
 			for _, j := range drop {
 				d := &parsed[j]
-				if j < i && fwKey(d.family, d.table, d.chain) == k && d.matches(p) {
+				if j < i && d.key == r.key && d.matches(p) {
 					shadowed = true
 					break
 				}
@@ -260,31 +262,27 @@ func readRule(v ast.Value) (fwRule, bool) {
 	if !ok {
 		return fwRule{}, false
 	}
-	var r fwRule
-	for _, f := range []struct {
-		key      *ast.Term
-		dst      *string
-		optional bool
-	}{
-		{backendKey, &r.backend, false}, {familyKey, &r.family, false}, {tableKey, &r.table, false},
-		{chainKey, &r.chain, false}, {targetKey, &r.target, false},
-		{hookKey, &r.hook, true}, {protoKey, &r.proto, true}, {inIfaceKey, &r.inIface, true},
-	} {
-		t := o.Get(f.key)
-		if t == nil && f.optional {
+	// The first five are required, the others optional (a fixed array
+	// rather than pointers into r, which would put r on the heap).
+	var f [8]string
+	for j, key := range [8]*ast.Term{backendKey, familyKey, tableKey, chainKey, targetKey, hookKey, protoKey, inIfaceKey} {
+		t := o.Get(key)
+		if t == nil && j >= 5 {
 			continue
 		}
 		s, ok := stringOf(t)
 		if !ok {
 			return fwRule{}, false
 		}
-		*f.dst = s
+		f[j] = s
 	}
+	r := fwRule{backend: f[0], family: f[1], table: f[2], chain: f[3], target: f[4], hook: f[5], proto: f[6], inIface: f[7]}
 	// new_conns: no conntrack state match, or one that includes new.
 	ct := arrOrEmpty(o.Get(ctstateKey))
 	r.newConns = ct.Len() == 0
 	for i := 0; i < ct.Len() && !r.newConns; i++ {
-		r.newConns = ct.Elem(i).Value.Compare(ast.String("new")) == 0
+		s, isString := ct.Elem(i).Value.(ast.String)
+		r.newConns = isString && s == "new"
 	}
 	// dports: absent, or ranges whose bounds are numbers; dports_negated
 	// absent or a boolean. Anything else is left to the policies.
@@ -349,8 +347,11 @@ func arrOrEmpty(t *ast.Term) *ast.Array {
 			return a
 		}
 	}
-	return ast.NewArray()
+	return emptyArray
 }
+
+// emptyArray is only read.
+var emptyArray = ast.NewArray()
 
 func stringOf(t *ast.Term) (string, bool) {
 	if t == nil {
