@@ -566,7 +566,7 @@ func benchFirstBoot(b *testing.B, ctx context.Context, cloud *testcloud.Cloud, b
 	// What the unit ran before boot's first stage: exec, the Go runtime and
 	// package initialisation (the summary's total starts after them).
 	before := "?"
-	if m := regexp.MustCompile(` in ([0-9.]+(?:ms|s|µs)) \(`).FindStringSubmatch(summary); m != nil {
+	if m := regexp.MustCompile(` in ([0-9.]+(?:ms|s|µs))(?: \(|$)`).FindStringSubmatch(summary); m != nil {
 		if own, err := time.ParseDuration(m[1]); err == nil {
 			before = (took - own).Round(time.Millisecond).String()
 		}
