@@ -198,6 +198,8 @@ resolve(s) := {s} if not s in {"subnet", "vpc"}
 
 # allowed_cidrs(kind) is every CIDR the spec lets reach that kind of port
 # (http, transport, hq, ssh); undefined when subnet or vpc is unknown.
+# esaudit's firewall model (audit/eval/firewall_model.go, allowedSources)
+# reads the sources the same way: keep the two in step.
 allowed_cidrs(kind) := cidrs if {
 	srcs := spec_sources(kind)
 	every s in srcs {

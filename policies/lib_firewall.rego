@@ -247,6 +247,16 @@ exposures contains {
 	"chain": r.chain,
 	"rule": object.get(r, "raw", ""),
 } if {
+	some [r, pp, src] in exposed
+}
+
+# exposed holds [r, pp, src]: the accepting rule r opens protected port pp
+# to source src, outside what the spec allows for its kind. esaudit's Go
+# model lists them (input.derived.firewall.exposed: [index, port, kind,
+# source]); without it the rules above decide, with the same result.
+exposed := {[rules[i], {"port": port, "kind": kind}, src] | some [i, port, kind, src] in model.exposed} if {
+	is_object(model)
+} else := {[r, pp, src] |
 	some [r, port] in opened
 	some pp in lib.protected
 	pp.port == port

@@ -162,13 +162,15 @@ func TestFirewallLibraryEquivalent(t *testing.T) {
 }
 
 // TestFirewallModelEquivalent compares the Go model's accepting and
-// dropping rules, and the ports the accepting ones open, with what
+// dropping rules, the ports the accepting ones open and the sources they
+// open them to beyond what the spec allows, with what
 // lib_firewall.rego computes without it, rule by rule, over firewallCorpus
-// and mutatedCorpus (which varies the spec's ports); where the model steps aside (a rule not in
+// and mutatedCorpus (which varies the spec's ports and sources and the
+// node's subnet and VPC); where the model steps aside (a rule not in
 // the collector's shape) input.derived must be empty.
 func TestFirewallModelEquivalent(t *testing.T) {
 	ctx := context.Background()
-	pq, err := rego.New(rego.Query("a = data.esbake.lib.firewall.accepting; d = data.esbake.lib.firewall.dropping; o = data.esbake.lib.firewall.opened"),
+	pq, err := rego.New(rego.Query("a = data.esbake.lib.firewall.accepting; d = data.esbake.lib.firewall.dropping; o = data.esbake.lib.firewall.opened; x = data.esbake.lib.firewall.exposed"),
 		rego.ParsedModule(mustModule(t, "lib.rego")), rego.ParsedModule(mustModule(t, "lib_firewall.rego")),
 		rego.SetRegoVersion(ast.RegoV1)).PrepareForEval(ctx)
 	if err != nil {
@@ -196,10 +198,13 @@ func TestFirewallModelEquivalent(t *testing.T) {
 		return slices.Compact(out)
 	}
 	docs := firewallCorpus(t)
-	for name, b := range mutatedCorpus(t, 200) {
+	for name, b := range mutatedCorpus(t, 400) {
 		docs[name] = b
 	}
-	modelled, aside, judged, opened := 0, 0, 0, 0
+	for name, b := range sourcesGrid(t) {
+		docs[name] = b
+	}
+	modelled, aside, judged, opened, outside := 0, 0, 0, 0, 0
 	for name, b := range docs {
 		v, err := parseInput(b)
 		if err != nil {
@@ -216,7 +221,12 @@ func TestFirewallModelEquivalent(t *testing.T) {
 		}
 		m, ok := firewallModel(v.(ast.Object))
 		acc, drop := m.accepting, m.dropping
-		var opens [][2]any
+		var wantExposed [][2]any
+		for _, x := range rs[0].Bindings["x"].([]any) {
+			x := x.([]any)
+			wantExposed = append(wantExposed, [2]any{x[0], []any{x[1], x[2]}})
+		}
+		var opens, exposed [][2]any
 		for _, o := range m.opens {
 			rules := objOrEmpty(objOrEmpty(v.(ast.Object).Get(factsKey)).Get(firewallKey)).Get(rulesKey)
 			r, err := ast.JSON(rules.Value.(*ast.Array).Elem(o.rule).Value)
@@ -228,6 +238,18 @@ func TestFirewallModelEquivalent(t *testing.T) {
 				t.Fatal(err)
 			}
 			opens = append(opens, [2]any{r, p})
+		}
+		for _, x := range m.exposed {
+			rules := objOrEmpty(objOrEmpty(v.(ast.Object).Get(factsKey)).Get(firewallKey)).Get(rulesKey)
+			r, err := ast.JSON(rules.Value.(*ast.Array).Elem(x.rule).Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pp, err := ast.JSON(ast.NewObject(ast.Item(ast.StringTerm("port"), ast.NewTerm(x.port)), ast.Item(ast.StringTerm("kind"), ast.StringTerm(x.kind))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			exposed = append(exposed, [2]any{r, []any{pp, x.from}})
 		}
 		derived := withDerived(v).(ast.Object).Get(ast.StringTerm("derived")).Value.(ast.Object)
 		if !ok {
@@ -245,10 +267,14 @@ func TestFirewallModelEquivalent(t *testing.T) {
 		if got, want := texts(opens), texts(wantOpens); !slices.Equal(got, want) {
 			t.Errorf("%s: Go model opens\n%v\nRego\n%v", name, got, want)
 		}
+		if got, want := texts(exposed), texts(wantExposed); !slices.Equal(got, want) {
+			t.Errorf("%s: Go model exposes\n%v\nRego\n%v", name, got, want)
+		}
 		opened += len(wantOpens)
+		outside += len(wantExposed)
 	}
-	t.Logf("%d documents modelled (%d accepting or dropping rules, %d openings), %d left to Rego", modelled, judged, opened, aside)
-	if aside == 0 || modelled < 100 || judged < 100 || opened < 100 {
+	t.Logf("%d documents modelled (%d accepting or dropping rules, %d openings, %d sources outside), %d left to Rego", modelled, judged, opened, outside, aside)
+	if aside == 0 || modelled < 100 || judged < 100 || opened < 100 || outside < 100 {
 		t.Errorf("corpus: %d modelled with %d rules judged, %d left to Rego: both paths must be exercised", modelled, judged, aside)
 	}
 }
@@ -278,7 +304,7 @@ func TestFirewallModelReplacesDerived(t *testing.T) {
 	if !slices.Contains(ruleIDs(want), "ES-NET-002") {
 		t.Fatalf("an ACCEPT of 9200 from anywhere is not reported: %+v", want)
 	}
-	doc["derived"] = map[string]any{"firewall": map[string]any{"accepting": []any{}, "dropping": []any{}, "opens": []any{}}}
+	doc["derived"] = map[string]any{"firewall": map[string]any{"accepting": []any{}, "dropping": []any{}, "opens": []any{}, "exposed": []any{}}}
 	forged, err := json.Marshal(doc)
 	if err != nil {
 		t.Fatal(err)
