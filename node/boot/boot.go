@@ -159,7 +159,6 @@ func rootDir(r string) string {
 // configuration as it was.
 func Run(ctx context.Context, o Options) (*Result, error) {
 	env := newBootEnv(o)
-	env.probeFirewall = true
 	res := &Result{}
 	defer func() { res.Stages = env.clock.stages }()
 	in, err := gather(ctx, env)
@@ -214,9 +213,6 @@ type bootEnv struct {
 	now    func() time.Time
 	clock  *stopwatch
 	aws    *bootAWS
-	// probeFirewall lets gather start the firewall's read-only checks
-	// (boot applies the firewall; a security refresh does not).
-	probeFirewall bool
 }
 
 func newBootEnv(o Options) *bootEnv {
@@ -269,15 +265,6 @@ func gather(ctx context.Context, e *bootEnv) (*gathered, error) {
 	if err != nil {
 		return nil, fmt.Errorf("manifest elasticsearch.version: %w", err)
 	}
-	backend, err := DetectBackend(e.root, node.Firewall.Backend)
-	if err != nil {
-		return nil, err
-	}
-	// The firewall's checks only read the kernel: they run while boot
-	// reads metadata.
-	if sf, ok := e.fw.(SystemFirewall); ok && e.probeFirewall && backend == spec.FirewallIPTables && e.root == "/" && !e.o.DryRun {
-		e.fw = sf.ProbeJumps(ctx, Chain)
-	}
 	md, err := newMetadataReader(e.o.IMDSEndpoint, e.o.IMDSTimeout).fetch(ctx)
 	if err != nil {
 		return nil, err
@@ -303,6 +290,10 @@ func gather(ctx context.Context, e *bootEnv) (*gathered, error) {
 		memTotal = func() (uint64, error) { return ReadMemTotal(memInfoPath(e.root)) }
 	}
 	mem, err := memTotal()
+	if err != nil {
+		return nil, err
+	}
+	backend, err := DetectBackend(e.root, node.Firewall.Backend)
 	if err != nil {
 		return nil, err
 	}

@@ -50,43 +50,6 @@ type SystemFirewall struct {
 	// IPv6 reports whether the kernel has IPv6 (default: /proc/net/if_inet6
 	// exists).
 	IPv6 func() bool
-	// jumps holds what ProbeJumps found, for Apply.
-	jumps map[string]*jumpProbe
-}
-
-// jumpProbe is one family's `iptables -C INPUT -j chain`, run ahead.
-type jumpProbe struct {
-	done    chan struct{}
-	missing bool
-}
-
-// ProbeJumps starts `iptables -C INPUT -j chain` (and ip6tables' with
-// IPv6) at once and returns the firewall whose Apply uses their answers:
-// the checks only read the kernel's rules, so boot runs them while it
-// still reads metadata, and Apply is left one restore per family.
-func (f SystemFirewall) ProbeJumps(ctx context.Context, chain string) SystemFirewall {
-	tools := []string{"iptables"}
-	if f.ipv6() {
-		tools = append(tools, "ip6tables")
-	}
-	f.jumps = map[string]*jumpProbe{}
-	for _, tool := range tools {
-		p := &jumpProbe{done: make(chan struct{})}
-		f.jumps[tool+" "+chain] = p
-		go func() {
-			defer close(p.done)
-			_, err := f.Runner.Run(ctx, Command{Name: tool, Args: []string{"-C", "INPUT", "-j", chain}})
-			p.missing = err != nil
-		}()
-	}
-	return f
-}
-
-func (f SystemFirewall) ipv6() bool {
-	if f.IPv6 != nil {
-		return f.IPv6()
-	}
-	return hasIPv6()
 }
 
 // IPv6 policy, the same on both backends: esnode's sources are IPv4 and
@@ -136,13 +99,17 @@ func hasIPv6() bool {
 func (f SystemFirewall) Apply(ctx context.Context, r FirewallRules) error {
 	switch r.Backend {
 	case spec.FirewallIPTables:
+		ipv6 := f.IPv6
+		if ipv6 == nil {
+			ipv6 = hasIPv6
+		}
 		v4 := func() error {
 			if err := f.applyIPTables(ctx, "iptables", r.Chain, r.Script, true); err != nil {
 				return fmt.Errorf("apply firewall chain %s: %w", r.Chain, err)
 			}
 			return nil
 		}
-		if !f.ipv6() {
+		if !ipv6() {
 			return v4()
 		}
 		// IPv6: the managed ports closed, the rest (and the policy) left
@@ -171,23 +138,12 @@ func (f SystemFirewall) Apply(ctx context.Context, r FirewallRules) error {
 }
 
 // applyIPTables loads chainScript (IPTablesChain or IP6TablesChain) with
-// tool's restore, adding the INPUT jump when `tool -C` (run now, or ahead
-// by ProbeJumps) does not find it (the chain missing counts as the jump
-// missing) and, with policyDrop, INPUT's policy DROP.
+// tool's restore, adding the INPUT jump when `tool -C` does not find it
+// (the chain missing counts as the jump missing) and, with policyDrop,
+// INPUT's policy DROP.
 func (f SystemFirewall) applyIPTables(ctx context.Context, tool, chain, chainScript string, policyDrop bool) error {
-	var missing bool
-	if p := f.jumps[tool+" "+chain]; p != nil {
-		select {
-		case <-p.done:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		missing = p.missing
-	} else {
-		_, err := f.Runner.Run(ctx, Command{Name: tool, Args: []string{"-C", "INPUT", "-j", chain}})
-		missing = err != nil
-	}
-	c := Command{Name: tool + "-restore", Args: []string{"--noflush"}, Stdin: []byte(WithInputJump(chainScript, chain, missing, policyDrop))}
+	_, missing := f.Runner.Run(ctx, Command{Name: tool, Args: []string{"-C", "INPUT", "-j", chain}})
+	c := Command{Name: tool + "-restore", Args: []string{"--noflush"}, Stdin: []byte(WithInputJump(chainScript, chain, missing != nil, policyDrop))}
 	if out, err := f.Runner.Run(ctx, c); err != nil {
 		return fmt.Errorf("%s: %w: %s", c, err, strings.TrimSpace(string(out)))
 	}

@@ -246,31 +246,6 @@ func TestSystemFirewallCommands(t *testing.T) {
 	if in := string(r3.Commands[len(r3.Commands)-1].Stdin); strings.Contains(in, "-I INPUT") || !strings.Contains(in, ":INPUT DROP") {
 		t.Errorf("jump exists: restore input\n%s", in)
 	}
-	// Probed ahead: the checks ran before Apply, which only restores; the
-	// answers decide the jump as the checks in Apply did.
-	r5 := &RecordingRunner{Fail: map[string]error{"ip6tables -C INPUT -j ESNODE-INPUT": errors.New("no such rule")}}
-	probed := SystemFirewall{Runner: r5, IPv6: func() bool { return true }}.ProbeJumps(context.Background(), Chain)
-	for _, p := range probed.jumps {
-		<-p.done
-	}
-	if len(r5.Commands) != 2 {
-		t.Errorf("probe ran %v, want the two checks", r5.Commands)
-	}
-	r5.Commands = nil
-	if err := probed.Apply(context.Background(), rules); err != nil {
-		t.Fatal(err)
-	}
-	in := map[string]string{}
-	for _, c := range r5.Commands {
-		if !strings.HasSuffix(c.Name, "-restore") {
-			t.Errorf("Apply after the probe ran %s", c)
-		}
-		in[c.Name] = string(c.Stdin)
-	}
-	if strings.Contains(in["iptables-restore"], "-I INPUT") || !strings.Contains(in["ip6tables-restore"], "-I INPUT 1 -j ESNODE-INPUT") {
-		t.Errorf("probed jumps (IPv4 present, IPv6 missing) not followed:\n%s\n%s", in["iptables-restore"], in["ip6tables-restore"])
-	}
-
 	// A failed restore fails the boot, naming the command and its output.
 	r4 := &RecordingRunner{Fail: map[string]error{"ip6tables-restore --noflush": errors.New("exit status 2")}}
 	err := (SystemFirewall{Runner: r4, IPv6: func() bool { return true }}).Apply(context.Background(), rules)
@@ -319,10 +294,8 @@ func TestSystemFirewallInRealIPTables(t *testing.T) {
 	sh("ip6tables", "-A", "INPUT", "-p", "tcp", "--dport", "80", "-j", "ACCEPT")
 	fw := SystemFirewall{Runner: r, IPv6: func() bool { return true }}
 	rules := FirewallRules{Backend: spec.FirewallIPTables, Chain: Chain, Script: IPTablesChain(testRules), Rules: testRules}
-	// The first boot checks for the jumps while it reads metadata
-	// (ProbeJumps), the second in Apply.
-	for i, f := range []SystemFirewall{fw.ProbeJumps(ctx, Chain), fw} {
-		if err := f.Apply(ctx, rules); err != nil {
+	for i := 0; i < 2; i++ {
+		if err := fw.Apply(ctx, rules); err != nil {
 			t.Fatalf("apply %d: %v", i+1, err)
 		}
 	}
