@@ -154,9 +154,10 @@ func rootDir(r string) string {
 // boot's state; plan decides every setting, the heap and the firewall rules;
 // render turns the plan into file contents; prepare reads what the commands
 // need; apply changes the node (files, firewall, keystore, agent) and
-// record writes boot.json. Each stage's time is in Result.Stages. Everything is read and rendered before anything is written, so a
-// failure to reach metadata (or bad userdata) leaves the last good
-// configuration as it was.
+// record writes boot.json. Each stage's time is in Result.Stages.
+// Everything is read and rendered before anything is written, so a failure
+// to reach metadata (or bad userdata) leaves the last good configuration
+// as it was.
 func Run(ctx context.Context, o Options) (*Result, error) {
 	env := newBootEnv(o)
 	res := &Result{}
