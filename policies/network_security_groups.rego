@@ -20,12 +20,7 @@ import data.esbake.lib
 #     the VPC behind a load balancer or API gateway with authentication.
 #   stage: [audit]
 deny contains finding if {
-	some sg in lib.arr(object.get(lib.node, "security_groups", []))
-	some rule in lib.arr(object.get(sg, "ingress", []))
-
-	# The world-open sources first: most rules have none, and then no port
-	# is checked.
-	some cidr in world_cidrs(rule)
+	some [sg, rule, cidr] in world_open
 	some pp in lib.protected
 	covers(rule, pp.port)
 	finding := {
@@ -42,6 +37,22 @@ deny contains finding if {
 		"cidr": cidr,
 	}
 }
+
+# world_open holds [sg, rule, cidr] for each ingress rule of a security
+# group with a world-open source cidr: the ports are checked only for
+# those (most rules have none). esaudit finds them in Go
+# (input.derived.security_groups.world_open: [group index, rule index,
+# cidr], audit/eval/security_groups_model.go); without it (opa eval,
+# conftest) world_cidrs does, with the same result.
+world_open := {[sgs[g], sgs[g].ingress[r], cidr] | some [g, r, cidr] in input.derived.security_groups.world_open} if {
+	is_object(input.derived.security_groups)
+} else := {[sg, rule, cidr] |
+	some sg in sgs
+	some rule in lib.arr(object.get(sg, "ingress", []))
+	some cidr in world_cidrs(rule)
+}
+
+sgs := lib.arr(object.get(lib.node, "security_groups", []))
 
 # covers: the ingress rule admits TCP to port p ("-1" is all traffic).
 covers(rule, _) if lower(object.get(rule, "proto", "")) in {"-1", "all"}

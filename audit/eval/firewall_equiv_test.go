@@ -170,8 +170,9 @@ func TestFirewallLibraryEquivalent(t *testing.T) {
 // the collector's shape) input.derived must be empty.
 func TestFirewallModelEquivalent(t *testing.T) {
 	ctx := context.Background()
-	pq, err := rego.New(rego.Query("a = data.esbake.lib.firewall.accepting; d = data.esbake.lib.firewall.dropping; o = data.esbake.lib.firewall.opened; x = data.esbake.lib.firewall.exposed"),
+	pq, err := rego.New(rego.Query("a = data.esbake.lib.firewall.accepting; d = data.esbake.lib.firewall.dropping; o = data.esbake.lib.firewall.opened; x = data.esbake.lib.firewall.exposed; w = data.esbake.rules.network.world_open"),
 		rego.ParsedModule(mustModule(t, "lib.rego")), rego.ParsedModule(mustModule(t, "lib_firewall.rego")),
+		rego.ParsedModule(mustModule(t, "network_security_groups.rego")),
 		rego.SetRegoVersion(ast.RegoV1)).PrepareForEval(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +205,7 @@ func TestFirewallModelEquivalent(t *testing.T) {
 	for name, b := range sourcesGrid(t) {
 		docs[name] = b
 	}
-	modelled, aside, judged, opened, outside := 0, 0, 0, 0, 0
+	modelled, aside, judged, opened, outside, worldOpened := 0, 0, 0, 0, 0, 0
 	for name, b := range docs {
 		v, err := parseInput(b)
 		if err != nil {
@@ -252,9 +253,33 @@ func TestFirewallModelEquivalent(t *testing.T) {
 			exposed = append(exposed, [2]any{r, []any{pp, x.from}})
 		}
 		derived := withDerived(v).(ast.Object).Get(ast.StringTerm("derived")).Value.(ast.Object)
+		// The world-open security group rules, found in Go whatever the
+		// firewall, as ES-NET-003's Rego finds them.
+		var worldOpen [][2]any
+		sgs := arrOrEmpty(objOrEmpty(v.(ast.Object).Get(nodeKey)).Get(securityGroupsKey))
+		wo := derived.Get(securityGroupsKey).Value.(ast.Object).Get(worldOpenKey).Value.(*ast.Array)
+		for i := range wo.Len() {
+			x := wo.Elem(i).Value.(*ast.Array)
+			g, _ := x.Elem(0).Value.(ast.Number).Int()
+			r, _ := x.Elem(1).Value.(ast.Number).Int()
+			sg := sgs.Elem(g).Value.(ast.Object)
+			pair, err := ast.JSON(ast.NewArray(ast.NewTerm(sg), sg.Get(ingressKey).Value.(*ast.Array).Elem(r), x.Elem(2)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			worldOpen = append(worldOpen, [2]any{pair, nil})
+		}
+		var wantWorldOpen [][2]any
+		for _, x := range rs[0].Bindings["w"].([]any) {
+			wantWorldOpen = append(wantWorldOpen, [2]any{x, nil})
+		}
+		if got, want := texts(worldOpen), texts(wantWorldOpen); !slices.Equal(got, want) {
+			t.Errorf("%s: world-open ingress in Go\n%v\nin Rego\n%v", name, got, want)
+		}
+		worldOpened += len(wantWorldOpen)
 		if !ok {
 			aside++
-			if derived.Len() != 0 {
+			if derived.Get(firewallKey) != nil {
 				t.Errorf("%s: model stepped aside but input.derived is %v", name, derived)
 			}
 			continue
@@ -273,8 +298,8 @@ func TestFirewallModelEquivalent(t *testing.T) {
 		opened += len(wantOpens)
 		outside += len(wantExposed)
 	}
-	t.Logf("%d documents modelled (%d accepting or dropping rules, %d openings, %d sources outside), %d left to Rego", modelled, judged, opened, outside, aside)
-	if aside == 0 || modelled < 100 || judged < 100 || opened < 100 || outside < 100 {
+	t.Logf("%d documents modelled (%d accepting or dropping rules, %d openings, %d sources outside), %d left to Rego; %d world-open security group sources", modelled, judged, opened, outside, aside, worldOpened)
+	if aside == 0 || modelled < 100 || judged < 100 || opened < 100 || outside < 100 || worldOpened < 100 {
 		t.Errorf("corpus: %d modelled with %d rules judged, %d left to Rego: both paths must be exercised", modelled, judged, aside)
 	}
 }
@@ -301,10 +326,14 @@ func TestFirewallModelReplacesDerived(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !slices.Contains(ruleIDs(want), "ES-NET-003") {
+		t.Fatalf("a security group open to 0.0.0.0/0 is not reported: %+v", want)
+	}
 	if !slices.Contains(ruleIDs(want), "ES-NET-002") {
 		t.Fatalf("an ACCEPT of 9200 from anywhere is not reported: %+v", want)
 	}
-	doc["derived"] = map[string]any{"firewall": map[string]any{"accepting": []any{}, "dropping": []any{}, "opens": []any{}, "exposed": []any{}}}
+	doc["derived"] = map[string]any{"firewall": map[string]any{"accepting": []any{}, "dropping": []any{}, "opens": []any{}, "exposed": []any{}},
+		"security_groups": map[string]any{"world_open": []any{}}}
 	forged, err := json.Marshal(doc)
 	if err != nil {
 		t.Fatal(err)

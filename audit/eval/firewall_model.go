@@ -58,16 +58,16 @@ var (
 var verdicts = map[string]bool{"": true, "ACCEPT": true, "DROP": true, "REJECT": true, "RETURN": true, "LOG": true,
 	"QUEUE": true, "NFQUEUE": true, "CONTINUE": true, "MARK": true, "CT": true, "NOTRACK": true, "AUDIT": true}
 
-// withDerived sets input.derived to the firewall model, or to {} when the
-// input is not an object or its firewall is not in the collector's shape
-// (the policies then judge the rules themselves). Whatever derived the
+// withDerived sets input.derived to the firewall model (left out when the
+// firewall is not in the collector's shape: the policies then judge the
+// rules themselves) and the world-open security group rules. Whatever derived the
 // input came with is replaced: only the engine writes it.
 func withDerived(input ast.Value) ast.Value {
 	in, ok := input.(ast.Object)
 	if !ok {
 		return input
 	}
-	derived := ast.NewObject()
+	derived := ast.NewObject(ast.Item(securityGroupsKey, worldOpenIngress(in)))
 	if m, ok := firewallModel(in); ok {
 		opens := make([]*ast.Term, len(m.opens))
 		for i, o := range m.opens {
@@ -77,12 +77,12 @@ func withDerived(input ast.Value) ast.Value {
 		for i, x := range m.exposed {
 			exposed[i] = ast.ArrayTerm(ast.InternedTerm(x.rule), ast.NewTerm(x.port), ast.StringTerm(x.kind), ast.StringTerm(x.from))
 		}
-		derived = ast.NewObject(
-			ast.Item(firewallKey, ast.ObjectTerm(
+		derived.Insert(
+			firewallKey, ast.ObjectTerm(
 				ast.Item(acceptingKey, indexArray(m.accepting)),
 				ast.Item(droppingKey, indexArray(m.dropping)),
 				ast.Item(opensKey, ast.ArrayTerm(opens...)),
-				ast.Item(exposedKey, ast.ArrayTerm(exposed...)))))
+				ast.Item(exposedKey, ast.ArrayTerm(exposed...))))
 	}
 	in.Insert(derivedKey, ast.NewTerm(derived))
 	return in

@@ -90,7 +90,13 @@ func mutatedCorpus(t testing.TB, n int) map[string][]byte {
 			switch rng.IntN(8) {
 			case 0:
 				node["security_groups"] = list(3, func() any {
+					if rng.IntN(10) == 0 {
+						return "sg-odd"
+					}
 					return map[string]any{"id": "sg-1", "name": pick("a", nil), "ingress": list(4, func() any {
+						if rng.IntN(10) == 0 {
+							return pick(nil, "rule", 3)
+						}
 						from := pick(ports...)
 						to := from
 						if rng.IntN(3) == 0 {
