@@ -46,6 +46,9 @@ for n in "${names[@]}"; do
   echo "==> ${titles[$n]}"
   echo "    ${cmds[$n]}"
   start=$(date +%s)
+  # Each section carries when it ran and the load then: partial runs
+  # refresh some sections only, and load moves the absolute figures.
+  echo "Run $(date -u '+%Y-%m-%d %H:%M') UTC; 1-minute load at the start $(cut -d' ' -f1 /proc/loadavg)." > "$tmp/$n.when"
   bash -c "${cmds[$n]}" > "$tmp/$n.txt" 2>&1 || { cat "$tmp/$n.txt"; echo "bench: $n failed" >&2; exit 1; }
   echo "    done in $(( $(date +%s) - start ))s"
 done
@@ -53,6 +56,8 @@ done
 section() {
   local n=$1
   echo "## ${titles[$n]}"
+  echo
+  cat "$tmp/$n.when"
   echo
   echo '```'
   echo "${cmds[$n]}"
@@ -92,7 +97,7 @@ fi
 {
   echo "# Benchmarks"
   echo
-  echo "Written by \`make bench\` (scripts/bench.sh) on $(date -u +%Y-%m-%d) on $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB,"
+  echo "Written whole by \`make bench\` (scripts/bench.sh) on $(date -u +%Y-%m-%d) on $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB,"
   echo "$(go version | cut -d' ' -f3-). Figures from one machine; a shared or loaded machine makes the absolute"
   echo "numbers noisy, while the ratios stay steadier."
   for n in "${names[@]}"; do
