@@ -222,16 +222,26 @@ func TestStandInShardsDrainAndLoss(t *testing.T) {
 	}
 
 	// The raw index (no replica): its node leaving without a drain loses it.
+	// Undrain may have let it relocate: wait until its one copy is started
+	// on a node (a stopped node's name would otherwise be nil here).
 	var raw []shardRow
-	for _, r := range rows(rest[0]) {
-		if r.Index == "raw" {
-			raw = append(raw, r)
+	var holder *standinNode
+	for wait := time.Now().Add(30 * time.Second); ; {
+		raw = raw[:0]
+		for _, r := range rows(rest[0]) {
+			if r.Index == "raw" {
+				raw = append(raw, r)
+			}
 		}
+		if len(raw) == 1 && raw[0].State == "STARTED" && byName[raw[0].Node] != nil && raw[0].Node != master {
+			holder = byName[raw[0].Node]
+			break
+		}
+		if time.Now().After(wait) {
+			t.Fatalf("raw has no one started copy on a running node within 30s: %+v", raw)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	if len(raw) != 1 {
-		t.Fatalf("raw: %+v", raw)
-	}
-	holder := byName[raw[0].Node]
 	survivor := rest[0]
 	if survivor == holder {
 		survivor = rest[1]
