@@ -30,20 +30,30 @@ func pairwisePolicies(t testing.TB) fs.FS {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return policiesReplacing(t, map[string][]byte{"lib_firewall.rego": old})
+}
+
+// policiesReplacing is the embedded policies (tests left out) with some
+// files' contents replaced; naming a file that is not a policy fails.
+func policiesReplacing(t testing.TB, replace map[string][]byte) fs.FS {
+	t.Helper()
 	m := fstest.MapFS{}
-	err = fs.WalkDir(policies.FS, ".", func(p string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(policies.FS, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".rego") || strings.HasSuffix(p, "_test.rego") {
 			return err
 		}
 		data, err := fs.ReadFile(policies.FS, p)
-		if p == "lib_firewall.rego" {
-			data = old
-		}
 		m[p] = &fstest.MapFile{Data: data}
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for name, data := range replace {
+		if _, ok := m[name]; !ok {
+			t.Fatalf("%s replaces no policy file", name)
+		}
+		m[name] = &fstest.MapFile{Data: data}
 	}
 	return m
 }

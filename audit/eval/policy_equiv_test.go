@@ -9,11 +9,7 @@ import (
 	"os"
 	"path"
 	"reflect"
-	"strings"
 	"testing"
-	"testing/fstest"
-
-	"github.com/esbake/packer-plugin-elasticsearch/policies"
 )
 
 // policiesBefore are the embedded policies with the files in
@@ -26,29 +22,15 @@ func policiesBefore(t testing.TB) fs.FS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := fstest.MapFS{}
-	err = fs.WalkDir(policies.FS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".rego") || strings.HasSuffix(p, "_test.rego") {
-			return err
-		}
-		data, err := fs.ReadFile(policies.FS, p)
-		m[p] = &fstest.MapFile{Data: data}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	replace := map[string][]byte{}
 	for _, e := range old {
-		if _, ok := m[e.Name()]; !ok {
-			t.Fatalf("%s/%s replaces no policy file", dir, e.Name())
-		}
 		data, err := os.ReadFile(path.Join(dir, e.Name()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		m[e.Name()] = &fstest.MapFile{Data: data}
+		replace[e.Name()] = data
 	}
-	return m
+	return policiesReplacing(t, replace)
 }
 
 // mutatedCorpus is the clean and seed nodes with random security groups,
