@@ -351,6 +351,11 @@ func checkBootedNode(t *testing.T, ctx context.Context, n *bootNode, subnet stri
 	if cw := sh("cat /opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json"); !strings.Contains(cw, `"log_stream_name": "`+id+`"`) && !strings.Contains(cw, `"log_stream_name":"`+id+`"`) {
 		t.Errorf("CloudWatch agent config does not name the stream by instance id %s:\n%s", id, cw)
 	}
+	// ... and the agent read it at its start (the stand-in writes what it
+	// merged where the real agent writes its TOML).
+	if cw := sh("cat /opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.toml"); !strings.Contains(cw, `"log_stream_name": "`+id+`"`) {
+		t.Errorf("the CloudWatch agent did not start with the stream named by instance id %s:\n%s", id, cw)
+	}
 }
 
 func pidOf(p *facts.Process) int {
@@ -538,7 +543,7 @@ func BenchmarkE2EBootVersusInstall(b *testing.B) {
 // benchFirstBoot launches a node from bk's image and returns it with how
 // long esnode-boot.service ran at its first boot and how long of that the
 // keystore tool ran (0 without), logging boot's summary.
-func benchFirstBoot(b *testing.B, ctx context.Context, cloud *testcloud.Cloud, bk *baked, key Key, secrets func(*testcloud.LaunchSpec)) (*testcloud.Instance, time.Duration, time.Duration) {
+func benchFirstBoot(b testing.TB, ctx context.Context, cloud *testcloud.Cloud, bk *baked, key Key, secrets func(*testcloud.LaunchSpec)) (*testcloud.Instance, time.Duration, time.Duration) {
 	b.Helper()
 	ls := testcloud.LaunchSpec{Image: bk.Image, AuthorizedKey: key.Authorized,
 		Tags: map[string]string{"es_cluster": clusterTag}, BootTimeout: guestBootTimeout}
@@ -589,7 +594,7 @@ func benchFirstBoot(b *testing.B, ctx context.Context, cloud *testcloud.Cloud, b
 }
 
 // benchDone terminates inst and releases bk's image.
-func benchDone(b *testing.B, ctx context.Context, cloud *testcloud.Cloud, bk *baked, inst *testcloud.Instance) {
+func benchDone(b testing.TB, ctx context.Context, cloud *testcloud.Cloud, bk *baked, inst *testcloud.Instance) {
 	b.Helper()
 	if err := inst.Terminate(ctx); err != nil {
 		b.Errorf("terminate: %v", err)

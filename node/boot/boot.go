@@ -70,6 +70,9 @@ type Options struct {
 	// EC2Endpoint replaces the regional https:// EC2 URL written as
 	// discovery.ec2.endpoint (a VPC endpoint; AWS_ENDPOINT_URL_EC2 in esnode).
 	EC2Endpoint string
+	// agentStartsAfterBoot replaces the check of this machine's units
+	// (tests: a root other than "/" never has the agent start after boot).
+	agentStartsAfterBoot func() bool
 }
 
 // Result says what a boot did.
@@ -186,12 +189,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		reportDryRun(env, p, changes, cwChanged, res)
 		return res, nil
 	}
-	cmds, err := commands(ctx, env, in, p, cwChanged)
+	// The agent's own start reads its configuration when systemd starts it
+	// after this boot (the first boot): no fetch-config, no restart.
+	cwAtStart := in.node.CloudWatchAgent.Enabled && env.agentStartsAfterBoot()
+	cmds, err := commands(ctx, env, in, p, cwChanged && !cwAtStart)
 	if err != nil {
 		return nil, err
 	}
 	env.clock.lap("prepare")
-	if err := apply(ctx, env, p, changes, cmds, res); err != nil {
+	if err := apply(ctx, env, p, changes, cmds, cwAtStart, res); err != nil {
 		return nil, err
 	}
 	st, err := record(env, in, p, changes)
@@ -583,7 +589,7 @@ func reportDryRun(e *bootEnv, p *bootPlan, changes []fileChange, cwChanged bool,
 // commands builds the commands apply runs. Secrets are read before
 // anything is written, so a missing parameter also leaves the last good
 // configuration.
-func commands(ctx context.Context, e *bootEnv, in *gathered, p *bootPlan, cwChanged bool) ([]Command, error) {
+func commands(ctx context.Context, e *bootEnv, in *gathered, p *bootPlan, cwReload bool) ([]Command, error) {
 	var cmds []Command
 	if ud := in.ud; ud.DiscoveryAccessKeyParam != "" {
 		params := e.o.Params
@@ -615,11 +621,8 @@ func commands(ctx context.Context, e *bootEnv, in *gathered, p *bootPlan, cwChan
 			cmds = append(cmds, *rm)
 		}
 	}
-	if cwChanged {
-		cmds = append(cmds, cwFetchConfig())
-		if !e.agentStartsAfterBoot() {
-			cmds = append(cmds, cwRestart())
-		}
+	if cwReload {
+		cmds = append(cmds, cwFetchConfig(), cwRestart())
 	}
 	return cmds, nil
 }
@@ -627,6 +630,9 @@ func commands(ctx context.Context, e *bootEnv, in *gathered, p *bootPlan, cwChan
 // agentStartsAfterBoot is agentStartsAfterBoot on this machine; never
 // with another root.
 func (e *bootEnv) agentStartsAfterBoot() bool {
+	if e.o.agentStartsAfterBoot != nil {
+		return e.o.agentStartsAfterBoot()
+	}
 	if e.root != "/" {
 		return false
 	}
@@ -666,12 +672,13 @@ func (e *bootEnv) printWritten(path, label string) {
 // apply writes the files, loads the firewall rules and runs the commands.
 // The firewall and the keystore do not read the files boot writes, so
 // they run while the files are written; the rest (the CloudWatch agent
-// reading its new configuration) runs once they are. Each lane runs its
+// reading its new configuration, or with cwAtStart removing what its start
+// would merge with it) runs once they are. Each lane runs its
 // commands in order; the boot fails if any lane fails (the first failing
 // lane in that order is reported), and a lane that already ran is not
 // undone: the next boot applies everything again. The keystore tool is a
 // JVM on a real node, the slowest of all.
-func apply(ctx context.Context, e *bootEnv, p *bootPlan, changes []fileChange, cmds []Command, res *Result) error {
+func apply(ctx context.Context, e *bootEnv, p *bootPlan, changes []fileChange, cmds []Command, cwAtStart bool, res *Result) error {
 	var keystore, other []Command
 	for _, c := range cmds {
 		if c.Name == KeystoreTool {
@@ -710,7 +717,10 @@ func apply(ctx context.Context, e *bootEnv, p *bootPlan, changes []fileChange, c
 	t0 := time.Now()
 	write.err = writeFiles(e, p, changes)
 	write.stages = []Stage{{Name: "write", Took: time.Since(t0)}}
-	if write.err == nil {
+	if write.err == nil && cwAtStart {
+		rest.err = removeFetchedCWConfig(e)
+	}
+	if write.err == nil && rest.err == nil {
 		run(&rest, other)
 	}
 	wg.Wait()

@@ -13,9 +13,17 @@ import (
 
 // CloudWatch agent paths, as its package installs them.
 const (
+	// CWAgentConfig is the agent's "old" single JSON configuration, which its
+	// start translates with the files of amazon-cloudwatch-agent.d
+	// (start-amazon-cloudwatch-agent.go translateConfig: --input and
+	// --input-dir).
 	CWAgentConfig = "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json"
-	CWAgentCtl    = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
-	ESLogDir      = "/var/log/elasticsearch"
+	// CWAgentFetchedConfig is where `fetch-config -c file:<CWAgentConfig>`
+	// puts its copy (config-downloader: "file_" and the file's base name);
+	// the ctl script then deletes CWAgentConfig itself.
+	CWAgentFetchedConfig = "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/file_amazon-cloudwatch-agent.json"
+	CWAgentCtl           = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
+	ESLogDir             = "/var/log/elasticsearch"
 )
 
 // RenderCWAgentConfig is the agent configuration shipping Elasticsearch's
@@ -75,6 +83,24 @@ func cwFetchConfig() Command {
 	return Command{Name: CWAgentCtl, Args: []string{"-a", "fetch-config", "-m", "ec2", "-c", "file:" + CWAgentConfig}}
 }
 
+// removeFetchedCWConfig deletes an earlier fetch-config's copy of
+// CWAgentConfig when the agent starts after this boot: its start merges
+// CWAgentConfig with every file of amazon-cloudwatch-agent.d (the
+// translator's default multi-config "remove"), so the copy would ship each
+// log twice, or the old streams beside the new ones.
+func removeFetchedCWConfig(e *bootEnv) error {
+	p := filepath.Join(e.root, CWAgentFetchedConfig)
+	err := os.Remove(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove the CloudWatch agent's earlier fetched copy of its configuration, which it would merge with the new one: %w", err)
+	}
+	fmt.Fprintf(e.out, "esnode boot: removed %s (an earlier fetch-config's copy; the agent reads %s at start)\n", CWAgentFetchedConfig, CWAgentConfig)
+	return nil
+}
+
 // cwRestart (re)starts the agent with the new config, without waiting.
 func cwRestart() Command {
 	return Command{Name: "systemctl", Args: []string{"--no-block", "restart", cwAgentUnit}}
@@ -86,7 +112,8 @@ const (
 )
 
 // agentStartsAfterBoot reports whether systemd starts the CloudWatch agent
-// once this boot ends, so restarting it would only queue the same start:
+// once this boot ends, so its own start translates the configuration and
+// fetch-config and a restart would only do the same work twice:
 // esnode boot runs in esnode-boot.service's cgroup (selfCgroup is
 // /proc/self/cgroup; the unit is ordered before the agent's), the agent's
 // unit is enabled under root and has no cgroup beside boot's in the cgroup
@@ -94,7 +121,8 @@ const (
 // makes a unit's cgroup when it starts the unit and removes it when the
 // unit stops. That is the first boot, and every boot the agent's
 // configuration changed at. By hand, with the agent running, or with
-// anything it cannot read, the answer is no and boot restarts the agent.
+// anything it cannot read, the answer is no and boot runs fetch-config
+// (which checks the configuration) and restarts the agent.
 func agentStartsAfterBoot(selfCgroup []byte, cgroupFS, root string) bool {
 	own := ""
 	for _, l := range strings.Split(string(selfCgroup), "\n") {

@@ -1,10 +1,14 @@
 package boot
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestCWAgentLogNamesPerMajor: 8.x writes its deprecation and slow logs as
@@ -94,5 +98,73 @@ func TestAgentStartsAfterBoot(t *testing.T) {
 	os.RemoveAll(filepath.Join(hybrid, "system.slice"))
 	if agentStartsAfterBoot(fromUnit, cg, root) {
 		t.Error("boot's cgroup is not in the hierarchy: cannot tell, must restart")
+	}
+}
+
+// TestBootLeavesTheAgentToItsStart: when systemd starts the agent after
+// boot (the first boot), its own start translates the configuration, so
+// boot writes it and runs neither fetch-config nor a restart, and removes
+// an earlier fetch-config's copy, which the start would merge with it.
+// With the agent running, fetch-config and the restart run.
+func TestBootLeavesTheAgentToItsStart(t *testing.T) {
+	n, secrets := withTransportTLS(t, testSpec())
+	root := testRoot(t, n, 8*1024*1024)
+	fetched := filepath.Join(root, CWAgentFetchedConfig)
+	if err := os.MkdirAll(filepath.Dir(fetched), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fetched, []byte(`{"logs":{"logs_collected":{"files":{"collect_list":[{"file_path":"/var/log/elasticsearch/old-cluster.log"}]}}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(filepath.Dir(fetched), "file_operators-own.json")
+	if err := os.WriteFile(other, []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	md := baseMetadata("cluster_name=logs-prod\n")
+	ep := fakeIMDSv2(t, md)
+	startsAfterBoot := true
+	rr := &RecordingRunner{}
+	var out bytes.Buffer
+	opts := Options{Root: root, IMDSEndpoint: ep, IMDSTimeout: 20 * time.Second, Out: &out, Runner: rr, Firewall: &RecordingFirewall{},
+		Secrets: secrets, agentStartsAfterBoot: func() bool { return startsAfterBoot }}
+	res, err := Run(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("boot: %v\n%s", err, out.String())
+	}
+	if !slices.Contains(res.Changed, CWAgentConfig) {
+		t.Errorf("changed %v: the agent's configuration was not written", res.Changed)
+	}
+	if !strings.Contains(read(t, root, CWAgentConfig), `"log_stream_name": "i-0000000000000006"`) {
+		t.Errorf("agent config:\n%s", read(t, root, CWAgentConfig))
+	}
+	for _, c := range rr.Commands {
+		if c.Name == CWAgentCtl || c.Name == "systemctl" {
+			t.Errorf("ran %s although the agent's start reads the configuration", c)
+		}
+	}
+	if _, err := os.Stat(fetched); !os.IsNotExist(err) {
+		t.Errorf("the earlier fetched copy is still there (stat: %v): the agent would merge it with the new configuration", err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("a configuration boot did not write was touched: %v", err)
+	}
+
+	// The agent running (by hand, or restarted): a changed configuration
+	// is fetched, checked and the agent restarted.
+	startsAfterBoot = false
+	md["meta-data/instance-id"] = "i-0000000000000007"
+	opts.IMDSEndpoint = fakeIMDSv2(t, md)
+	rr.Commands = nil
+	if _, err := Run(context.Background(), opts); err != nil {
+		t.Fatalf("second boot: %v\n%s", err, out.String())
+	}
+	var ran []string
+	for _, c := range rr.Commands {
+		if c.Name == CWAgentCtl || c.Name == "systemctl" {
+			ran = append(ran, c.String())
+		}
+	}
+	if want := []string{cwFetchConfig().String(), cwRestart().String()}; !slices.Equal(ran, want) {
+		t.Errorf("with the agent running ran %q, want %q", ran, want)
 	}
 }

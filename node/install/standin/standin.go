@@ -315,15 +315,19 @@ Maintainer: esbake tests <tests@example.com>
 Section: admin
 Priority: optional
 Description: Amazon CloudWatch agent stand-in, not the real package
- Records the arguments of amazon-cloudwatch-agent-ctl for esbake's tests.
+ Records the arguments of amazon-cloudwatch-agent-ctl for esbake's tests;
+ at start, reads and checks the JSON configuration as the real agent does.
 `, CWAgentPackage, CWAgentVersion, arch)},
 		"opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl": {mode: 0o755, body: embedded("amazon-cloudwatch-agent-ctl", "")},
 		"opt/aws/amazon-cloudwatch-agent/etc":                             {dir: true},
 		"opt/aws/amazon-cloudwatch-agent/logs":                            {dir: true},
 		"opt/aws/amazon-cloudwatch-agent/README.standin":                  {mode: 0o644, body: "Stand-in, not the real Amazon CloudWatch agent.\n"},
-		// The real package ships its unit here (not enabled by postinst);
-		// esnode boot restarts it after fetch-config.
-		"opt/aws/amazon-cloudwatch-agent/bin/start-amazon-cloudwatch-agent": {mode: 0o755, body: "#!/bin/sh\n# Stand-in, not the real agent: stays up and does nothing.\necho \"stand-in amazon-cloudwatch-agent started\"\nexec sleep infinity\n"},
+		// The real package ships its unit here (not enabled by postinst).
+		// Its start translates the configuration as the real one does
+		// (files/start-amazon-cloudwatch-agent), so esnode boot only writes
+		// it when the agent starts after boot, and runs fetch-config and a
+		// restart when the agent runs.
+		"opt/aws/amazon-cloudwatch-agent/bin/start-amazon-cloudwatch-agent": {mode: 0o755, body: embedded("start-amazon-cloudwatch-agent", "")},
 		"etc/systemd/system/amazon-cloudwatch-agent.service": {mode: 0o644, body: `[Unit]
 Description=Amazon CloudWatch Agent (stand-in, not the real package)
 After=network.target
