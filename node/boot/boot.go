@@ -499,7 +499,11 @@ func render(e *bootEnv, in *gathered, p *bootPlan) ([]fileChange, error) {
 	}
 	switch in.backend {
 	case spec.FirewallIPTables:
-		err = add(IPTablesRules, func(old []byte, _ bool) ([]byte, error) { return MergeIPTablesRules(old, p.rules), nil }, 0o640, false)
+		err = add(IPTablesRules, func(old []byte, _ bool) ([]byte, error) {
+			// The image loads these rules at boot: the firewall's first guess.
+			p.fwRules.JumpPersisted = hasInputJump(old, Chain)
+			return MergeIPTablesRules(old, p.rules), nil
+		}, 0o640, false)
 	case spec.FirewallNFTables:
 		err = add(NFTablesFile, func([]byte, bool) ([]byte, error) { return []byte(p.fwRules.Script), nil }, 0o640, false)
 		if err == nil {

@@ -37,6 +37,10 @@ type FirewallRules struct {
 	// the esnode table.
 	Script string
 	Rules  []Rule
+	// JumpPersisted says the persisted rules (rules.v4, which the image
+	// loads at boot) already jump from INPUT to Chain, so the kernel most
+	// likely has the jump: SystemFirewall tries that guess first.
+	JumpPersisted bool
 }
 
 // Firewall applies rules to the running kernel.
@@ -92,7 +96,7 @@ func hasIPv6() bool {
 
 // Apply replaces only esnode's chain (or table). For iptables each address
 // family is one iptables-restore transaction: the chain, the jump to it as
-// INPUT's first rule when INPUT has none, and (IPv4) INPUT's policy DROP,
+// INPUT's only jump to it and first rule, and (IPv4) INPUT's policy DROP,
 // applied at once, so established sessions (SSH) are never cut in between
 // and no moment has the policy without the chain. IPv4 and IPv6 are
 // independent and go at the same time.
@@ -104,7 +108,7 @@ func (f SystemFirewall) Apply(ctx context.Context, r FirewallRules) error {
 			ipv6 = hasIPv6
 		}
 		v4 := func() error {
-			if err := f.applyIPTables(ctx, "iptables", r.Chain, r.Script, true); err != nil {
+			if err := f.applyIPTables(ctx, "iptables", r.Chain, r.Script, true, r.JumpPersisted); err != nil {
 				return fmt.Errorf("apply firewall chain %s: %w", r.Chain, err)
 			}
 			return nil
@@ -116,7 +120,7 @@ func (f SystemFirewall) Apply(ctx context.Context, r FirewallRules) error {
 		// to the image; see IP6TablesChain.
 		v6err := make(chan error, 1)
 		go func() {
-			if err := f.applyIPTables(ctx, "ip6tables", r.Chain, IP6TablesChain(r.Rules), false); err != nil {
+			if err := f.applyIPTables(ctx, "ip6tables", r.Chain, IP6TablesChain(r.Rules), false, r.JumpPersisted); err != nil {
 				v6err <- fmt.Errorf("apply IPv6 firewall chain %s (the kernel has IPv6; install ip6tables or disable IPv6): %w", r.Chain, err)
 				return
 			}
@@ -138,10 +142,30 @@ func (f SystemFirewall) Apply(ctx context.Context, r FirewallRules) error {
 }
 
 // applyIPTables loads chainScript (IPTablesChain or IP6TablesChain) with
-// tool's restore, adding the INPUT jump when `tool -C` does not find it
-// (the chain missing counts as the jump missing) and, with policyDrop,
-// INPUT's policy DROP.
-func (f SystemFirewall) applyIPTables(ctx context.Context, tool, chain, chainScript string, policyDrop bool) error {
+// tool's restore, with the INPUT jump and, with policyDrop, INPUT's policy
+// DROP. A restore cannot say "add the jump if missing", but it fails as a
+// whole, changing nothing, when one of its lines fails; so each guess about
+// the jump is one restore that holds only if the guess was right:
+//
+//   - missing: the chain is declared, deleted and made again before it is
+//     filled (-X fails while any rule jumps to it), then the jump inserted;
+//   - there: the jump is deleted (-D fails when there is none) and
+//     inserted again as INPUT's first rule.
+//
+// The likely guess goes first (jumpLikely: the persisted rules have the
+// jump), so a boot usually starts one process per family. When neither
+// holds (another rule references the chain) `tool -C` decides, as the
+// only way to know, and that restore's failure is the one reported.
+func (f SystemFirewall) applyIPTables(ctx context.Context, tool, chain, chainScript string, policyDrop, jumpLikely bool) error {
+	guesses := []string{withNewInputJump(chainScript, chain, policyDrop), withMovedInputJump(chainScript, chain, policyDrop)}
+	if jumpLikely {
+		guesses[0], guesses[1] = guesses[1], guesses[0]
+	}
+	for _, in := range guesses {
+		if _, err := f.Runner.Run(ctx, Command{Name: tool + "-restore", Args: []string{"--noflush"}, Stdin: []byte(in)}); err == nil {
+			return nil
+		}
+	}
 	_, missing := f.Runner.Run(ctx, Command{Name: tool, Args: []string{"-C", "INPUT", "-j", chain}})
 	c := Command{Name: tool + "-restore", Args: []string{"--noflush"}, Stdin: []byte(WithInputJump(chainScript, chain, missing != nil, policyDrop))}
 	if out, err := f.Runner.Run(ctx, c); err != nil {
@@ -163,6 +187,32 @@ func WithInputJump(chainScript, chain string, jump, policyDrop bool) string {
 		s = strings.TrimSuffix(s, "COMMIT\n") + "-I INPUT 1 -j " + chain + "\nCOMMIT\n"
 	}
 	return s
+}
+
+// withNewInputJump is restore input that holds only while nothing jumps to
+// chain: the chain made anew (declared, so it exists; deleted, which fails
+// when referenced; made again), filled, and jumped to first from INPUT.
+func withNewInputJump(chainScript, chain string, policyDrop bool) string {
+	decl := ":" + chain + " - [0:0]\n"
+	s := strings.Replace(chainScript, decl, decl+"-X "+chain+"\n-N "+chain+"\n", 1)
+	return WithInputJump(s, chain, true, policyDrop)
+}
+
+// withMovedInputJump is restore input that holds only while INPUT jumps to
+// chain: that jump deleted and inserted again as INPUT's first rule.
+func withMovedInputJump(chainScript, chain string, policyDrop bool) string {
+	s := strings.TrimSuffix(chainScript, "COMMIT\n") + "-D INPUT -j " + chain + "\nCOMMIT\n"
+	return WithInputJump(s, chain, true, policyDrop)
+}
+
+// hasInputJump reports whether iptables-save text jumps from INPUT to chain.
+func hasInputJump(saved []byte, chain string) bool {
+	for _, l := range splitLines(string(saved)) {
+		if strings.TrimSpace(l) == "-A INPUT -j "+chain {
+			return true
+		}
+	}
+	return false
 }
 
 // RecordingFirewall records what would be applied; for tests and --root.

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -194,70 +195,111 @@ func TestDetectBackend(t *testing.T) {
 	}
 }
 
+// restoreRunner records commands and fails each restore whose input
+// fails holds (a guess about the jump that does not hold in the kernel).
+type restoreRunner struct {
+	mu    sync.Mutex
+	cmds  []Command
+	fails func(c Command) bool
+}
+
+func (r *restoreRunner) Run(_ context.Context, c Command) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cmds = append(r.cmds, c)
+	if r.fails != nil && r.fails(c) {
+		return []byte("stand-in failure"), errors.New("exit status 1")
+	}
+	return nil, nil
+}
+
+// byFamily is each address family's commands, in order (the families run
+// at once).
+func (r *restoreRunner) byFamily() map[string][]Command {
+	out := map[string][]Command{}
+	for _, c := range r.cmds {
+		fam := strings.TrimSuffix(c.Name, "-restore")
+		out[fam] = append(out[fam], c)
+	}
+	return out
+}
+
 func TestSystemFirewallCommands(t *testing.T) {
-	r := &RecordingRunner{Fail: map[string]error{"iptables -C INPUT -j ESNODE-INPUT": errors.New("no such rule")}}
-	r.Fail["ip6tables -C INPUT -j ESNODE-INPUT"] = errors.New("no such rule")
-	noIPv6 := func() bool { return false }
-	fw := SystemFirewall{Runner: r, IPv6: func() bool { return true }}
 	rules := FirewallRules{Backend: spec.FirewallIPTables, Chain: Chain, Script: IPTablesChain(testRules), Rules: testRules}
-	if err := fw.Apply(context.Background(), rules); err != nil {
+	withIPv6 := func() bool { return true }
+	// First boot (the persisted rules have no jump): one restore per
+	// family, guessing the jump missing.
+	r := &restoreRunner{}
+	if err := (SystemFirewall{Runner: r, IPv6: withIPv6}).Apply(context.Background(), rules); err != nil {
 		t.Fatal(err)
 	}
-	// The families go at once: compare each family's commands in order.
-	byTool := map[string][]Command{}
-	for _, c := range r.Commands {
-		fam := strings.TrimSuffix(c.Name, "-restore")
-		byTool[fam] = append(byTool[fam], c)
+	fams := r.byFamily()
+	if len(r.cmds) != 2 || len(fams["iptables"]) != 1 || len(fams["ip6tables"]) != 1 {
+		t.Fatalf("ran %v, want one restore per family", r.cmds)
 	}
-	for fam, want := range map[string][]string{
-		"iptables":  {"iptables -C INPUT -j ESNODE-INPUT", "iptables-restore --noflush"},
-		"ip6tables": {"ip6tables -C INPUT -j ESNODE-INPUT", "ip6tables-restore --noflush"},
-	} {
-		var got []string
-		for _, c := range byTool[fam] {
-			got = append(got, c.String())
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Errorf("%s commands %q, want %q", fam, got, want)
-		}
-	}
-	if len(r.Commands) != 4 {
-		t.Errorf("ran %d commands, want 4: %v", len(r.Commands), r.Commands)
-	}
-	v4 := string(byTool["iptables"][1].Stdin)
-	if want := WithInputJump(rules.Script, Chain, true, true); v4 != want || !strings.Contains(v4, ":INPUT DROP [0:0]\n") || !strings.HasSuffix(v4, "-I INPUT 1 -j ESNODE-INPUT\nCOMMIT\n") {
+	v4 := string(fams["iptables"][0].Stdin)
+	if fams["iptables"][0].String() != "iptables-restore --noflush" ||
+		v4 != "*filter\n:INPUT DROP [0:0]\n:ESNODE-INPUT - [0:0]\n-X ESNODE-INPUT\n-N ESNODE-INPUT\n"+strings.Join(chainRules(testRules), "\n")+"\n-I INPUT 1 -j ESNODE-INPUT\nCOMMIT\n" {
 		t.Errorf("iptables-restore input:\n%s", v4)
 	}
-	v6 := string(byTool["ip6tables"][1].Stdin)
-	if v6 != WithInputJump(IP6TablesChain(testRules), Chain, true, false) || !strings.Contains(v6, "--dport 9200 -j DROP") || strings.Contains(v6, "ACCEPT") || strings.Contains(v6, ":INPUT") {
+	v6 := string(fams["ip6tables"][0].Stdin)
+	if v6 != withNewInputJump(IP6TablesChain(testRules), Chain, false) || !strings.Contains(v6, "--dport 9200 -j DROP") || strings.Contains(v6, "ACCEPT") || strings.Contains(v6, ":INPUT") {
 		t.Errorf("ip6tables-restore input (no policy, nothing accepted):\n%s", v6)
 	}
-	// Without IPv6 in the kernel, no ip6tables.
-	r3 := &RecordingRunner{}
-	if err := (SystemFirewall{Runner: r3, IPv6: noIPv6}).Apply(context.Background(), rules); err != nil {
+
+	// The persisted rules have the jump: it is moved first, one restore.
+	jumped := rules
+	jumped.JumpPersisted = true
+	r = &restoreRunner{}
+	if err := (SystemFirewall{Runner: r, IPv6: func() bool { return false }}).Apply(context.Background(), jumped); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range r3.Commands {
-		if strings.HasPrefix(c.Name, "ip6tables") {
-			t.Errorf("ran %s without IPv6", c)
+	if len(r.cmds) != 1 || !strings.HasSuffix(string(r.cmds[0].Stdin), "-D INPUT -j ESNODE-INPUT\n-I INPUT 1 -j ESNODE-INPUT\nCOMMIT\n") || strings.Contains(string(r.cmds[0].Stdin), "-X") {
+		t.Errorf("jump persisted, no IPv6: ran %v\n%s", r.cmds, r.cmds[0].Stdin)
+	}
+
+	// The guess wrong: the other one follows.
+	r = &restoreRunner{fails: func(c Command) bool { return strings.Contains(string(c.Stdin), "-X ") }}
+	if err := (SystemFirewall{Runner: r, IPv6: withIPv6}).Apply(context.Background(), rules); err != nil {
+		t.Fatal(err)
+	}
+	for fam, cs := range r.byFamily() {
+		if len(cs) != 2 || !strings.Contains(string(cs[1].Stdin), "-D INPUT -j ESNODE-INPUT") {
+			t.Errorf("%s after a wrong guess: %v", fam, cs)
 		}
 	}
-	// Jump already there: no second jump, the policy still set.
-	if in := string(r3.Commands[len(r3.Commands)-1].Stdin); strings.Contains(in, "-I INPUT") || !strings.Contains(in, ":INPUT DROP") {
-		t.Errorf("jump exists: restore input\n%s", in)
+
+	// Neither guess holds (another rule references the chain): -C decides.
+	r = &restoreRunner{fails: func(c Command) bool {
+		in := string(c.Stdin)
+		return strings.Contains(in, "-X ") || strings.Contains(in, "-D INPUT") || c.Name == "iptables" || c.Name == "ip6tables"
+	}}
+	if err := (SystemFirewall{Runner: r, IPv6: withIPv6}).Apply(context.Background(), rules); err != nil {
+		t.Fatal(err)
 	}
+	for fam, cs := range r.byFamily() {
+		var got []string
+		for _, c := range cs {
+			got = append(got, c.String())
+		}
+		want := []string{fam + "-restore --noflush", fam + "-restore --noflush", fam + " -C INPUT -j ESNODE-INPUT", fam + "-restore --noflush"}
+		if !reflect.DeepEqual(got, want) || string(cs[3].Stdin) != WithInputJump(map[string]string{"iptables": rules.Script, "ip6tables": IP6TablesChain(testRules)}[fam], Chain, true, fam == "iptables") {
+			t.Errorf("%s, neither guess: %q, want %q; last input\n%s", fam, got, want, cs[len(cs)-1].Stdin)
+		}
+	}
+
 	// A failed restore fails the boot, naming the command and its output.
 	r4 := &RecordingRunner{Fail: map[string]error{"ip6tables-restore --noflush": errors.New("exit status 2")}}
-	err := (SystemFirewall{Runner: r4, IPv6: func() bool { return true }}).Apply(context.Background(), rules)
+	err := (SystemFirewall{Runner: r4, IPv6: withIPv6}).Apply(context.Background(), rules)
 	if err == nil || !strings.Contains(err.Error(), "IPv6 firewall chain") || !strings.Contains(err.Error(), "stand-in failure") {
 		t.Errorf("failed ip6tables-restore: %v", err)
 	}
 }
 
-// The iptables backend against the real iptables and ip6tables, twice (a
-// boot after a boot), in a fresh network namespace so the host is
-// untouched: one jump, first in INPUT; the image's own rules kept after
-// it; INPUT's policy DROP on IPv4 only.
+// The iptables backend against the real iptables and ip6tables, boot after
+// boot with the jump guessed right and wrong, in a fresh network namespace
+// so the host is untouched: one jump, first in INPUT; the image's own rules
+// kept after it; INPUT's policy DROP on IPv4 only.
 func TestSystemFirewallInRealIPTables(t *testing.T) {
 	for _, tool := range []string{"iptables", "iptables-restore", "ip6tables", "ip6tables-restore", "unshare", "nsenter"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -294,11 +336,44 @@ func TestSystemFirewallInRealIPTables(t *testing.T) {
 	sh("ip6tables", "-A", "INPUT", "-p", "tcp", "--dport", "80", "-j", "ACCEPT")
 	fw := SystemFirewall{Runner: r, IPv6: func() bool { return true }}
 	rules := FirewallRules{Backend: spec.FirewallIPTables, Chain: Chain, Script: IPTablesChain(testRules), Rules: testRules}
-	for i := 0; i < 2; i++ {
-		if err := fw.Apply(ctx, rules); err != nil {
-			t.Fatalf("apply %d: %v", i+1, err)
-		}
+	both := func(args ...string) {
+		t.Helper()
+		sh("iptables", args...)
+		sh("ip6tables", args...)
 	}
+	// Each boot guesses the jump from the persisted rules; every guess,
+	// right or wrong, must end in the same rules.
+	for _, step := range []struct {
+		name          string
+		before        func()
+		jumpPersisted bool
+	}{
+		{"first boot", nil, false},
+		{"a boot after a boot", nil, true},
+		{"the same, guessing wrong", nil, false},
+		{"the jump removed by hand, the chain left", func() { both("-D", "INPUT", "-j", Chain) }, true},
+		{"an image rule inserted before the jump", func() { both("-I", "INPUT", "1", "-p", "tcp", "--dport", "81", "-j", "ACCEPT") }, true},
+		{"the chain referenced from FORWARD, no jump from INPUT", func() {
+			both("-D", "INPUT", "-j", Chain)
+			both("-A", "FORWARD", "-j", Chain)
+		}, false},
+	} {
+		if step.before != nil {
+			step.before()
+		}
+		rules.JumpPersisted = step.jumpPersisted
+		if err := fw.Apply(ctx, rules); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		checkRealIPTables(t, sh, step.name)
+	}
+}
+
+// checkRealIPTables asserts a network namespace's rules after a boot: one
+// jump, first in INPUT, the image's own rules after it, the chain's rules,
+// INPUT's policy DROP on IPv4 only.
+func checkRealIPTables(t *testing.T, sh func(string, ...string) string, step string) {
+	t.Helper()
 	for _, fam := range []struct {
 		tool, policy string
 		chain        []string
@@ -316,15 +391,21 @@ func TestSystemFirewallInRealIPTables(t *testing.T) {
 				chain = append(chain, l)
 			}
 		}
-		wantInput := []string{"-A INPUT -j " + Chain, "-A INPUT -p tcp -m tcp --dport 80 -j ACCEPT"}
-		if !slices.Contains(lines, fam.policy) || !reflect.DeepEqual(input, wantInput) {
-			t.Errorf("%s -S after two boots, want %q and INPUT %q:\n%s", fam.tool, fam.policy, wantInput, strings.Join(lines, "\n"))
+		// The image's own rules keep their order after the jump.
+		wantInput := []string{"-A INPUT -j " + Chain}
+		for _, l := range input {
+			if l != "-A INPUT -j "+Chain {
+				wantInput = append(wantInput, l)
+			}
+		}
+		if !slices.Contains(lines, fam.policy) || !reflect.DeepEqual(input, wantInput) || !slices.Contains(input, "-A INPUT -p tcp -m tcp --dport 80 -j ACCEPT") {
+			t.Errorf("%s: %s -S, want %q and one jump first in INPUT, the image's rules after it:\n%s", step, fam.tool, fam.policy, strings.Join(lines, "\n"))
 		}
 		if fam.chain != nil && !reflect.DeepEqual(chain, fam.chain) {
-			t.Errorf("%s chain %s:\n got %q\nwant %q", fam.tool, Chain, chain, fam.chain)
+			t.Errorf("%s: %s chain %s:\n got %q\nwant %q", step, fam.tool, Chain, chain, fam.chain)
 		}
 		if fam.tool == "ip6tables" && (len(chain) != 3 || strings.Contains(strings.Join(chain, "\n"), "ACCEPT")) {
-			t.Errorf("ip6tables chain %s, want the three managed ports dropped: %q", Chain, chain)
+			t.Errorf("%s: ip6tables chain %s, want the three managed ports dropped: %q", step, Chain, chain)
 		}
 	}
 }
