@@ -32,7 +32,9 @@ const guestBootTimeout = 3 * time.Minute
 var builtBinaries sync.Map // name -> func() (string, error)
 
 // goBinary builds ./cmd/<name> once per test binary into a temp dir outside
-// the checkout, with env added to the build's environment.
+// the checkout, as the Makefile builds releases (-trimpath, no symbol table
+// or DWARF: the binary the plugin embeds), with env added to the build's
+// environment.
 func goBinary(t testing.TB, name string, env ...string) string {
 	t.Helper()
 	build, _ := builtBinaries.LoadOrStore(name, sync.OnceValues(func() (string, error) {
@@ -41,7 +43,7 @@ func goBinary(t testing.TB, name string, env ...string) string {
 			return "", err
 		}
 		bin := filepath.Join(dir, name)
-		cmd := exec.Command("go", "build", "-o", bin, "github.com/esbake/packer-plugin-elasticsearch/cmd/"+name)
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "github.com/esbake/packer-plugin-elasticsearch/cmd/"+name)
 		cmd.Env = append(os.Environ(), env...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return "", fmt.Errorf("build %s: %w\n%s", name, err, out)
