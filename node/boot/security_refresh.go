@@ -69,7 +69,7 @@ func RefreshSecurity(ctx context.Context, o Options) (*RefreshResult, error) {
 		return nil, err
 	}
 	sp.elasticPassword = "" // bootstrap.password is for the first boot only
-	for _, c := range sp.keystoreCommands() {
+	for _, c := range batchKeystoreAdds(sp.keystoreCommands(), in.ver) {
 		if b, err := e.runner.Run(ctx, c); err != nil {
 			return nil, fmt.Errorf("%s: %w: %s", c, err, strings.TrimSpace(string(b)))
 		}

@@ -460,3 +460,60 @@ func TestBootRefusesSecurityWithoutTransportTLS(t *testing.T) {
 		})
 	}
 }
+
+// TestRefreshSecurityKeystoreAddsPerVersion: from 7.8 `esnode
+// security-refresh` adds every keystore setting in one run of the tool (one
+// JVM start), values one a line on stdin; before 7.8 (6.8 of the supported
+// lines) the tool's `add` takes one setting, so each gets its own run.
+func TestRefreshSecurityKeystoreAddsPerVersion(t *testing.T) {
+	pki := testpki.NewCA(t, "refresh CA")
+	_, _, key, cert := pki.Issue(t, "node.prod", time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour))
+	const pw = "p12-Stand-In-Password-5d1e"
+	p12, err := gopkcs12.Modern.Encode(key, cert, []*x509.Certificate{pki.Cert}, pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := spec.Security{TransportPKCS12: "secretsmanager:es/{cluster}/transport.p12", TransportPKCS12Password: "/es/{cluster}/transport/p12-password"}
+	secrets := memSecrets{"secretsmanager:es/prod/transport.p12": base64.StdEncoding.EncodeToString(p12), "/es/prod/transport/p12-password": pw}
+	for version, wantAdds := range map[string]int{"8.15.3": 1, "7.17.25": 1, "6.8.23": 2} {
+		n := spec.Node{Elasticsearch: spec.Elasticsearch{Version: version}, Cluster: spec.Cluster{Name: "prod"}, Security: sec}
+		if strings.HasPrefix(version, "6.") {
+			n.Cluster.MasterNodes = 3 // required on 6.x
+		}
+		root := testRoot(t, n, 8*1024*1024)
+		os.WriteFile(filepath.Join(root, "etc/group"), []byte(fmt.Sprintf("root:x:0:\nelasticsearch:x:%d:\n", os.Getgid())), 0o644)
+		var out bytes.Buffer
+		opts := Options{Root: root, IMDSEndpoint: fakeIMDSv2(t, baseMetadata("")), IMDSTimeout: 20 * time.Second,
+			Out: &out, Runner: &RecordingRunner{}, Firewall: &RecordingFirewall{}, Secrets: secrets}
+		if _, err := Run(context.Background(), opts); err != nil {
+			t.Fatalf("%s: boot: %v\n%s", version, err, out.String())
+		}
+		rr := &RecordingRunner{}
+		opts.Runner = rr
+		ref, err := RefreshSecurity(context.Background(), opts)
+		if err != nil {
+			t.Fatalf("%s: refresh: %v\n%s", version, err, out.String())
+		}
+		var adds []Command
+		got := map[string]string{}
+		for _, c := range rr.Commands {
+			if c.Name == KeystoreTool && c.Args[0] == "add" {
+				adds = append(adds, c)
+				names, values := c.Args[3:], strings.Split(string(c.Stdin), "\n")
+				if len(names) != len(values) {
+					t.Errorf("%s: %s with %d values on stdin", version, c, len(values))
+					continue
+				}
+				for i, n := range names {
+					got[n] = values[i]
+				}
+			}
+		}
+		if len(adds) != wantAdds || len(ref.Ran) != wantAdds {
+			t.Errorf("%s: refresh ran %d keystore adds (%q), want %d", version, len(adds), ref.Ran, wantAdds)
+		}
+		if got["xpack.security.transport.ssl.keystore.secure_password"] != pw || got["xpack.security.transport.ssl.truststore.secure_password"] != pw || len(got) != 2 {
+			t.Errorf("%s: refresh added %v", version, keysOf(got))
+		}
+	}
+}
