@@ -1,6 +1,7 @@
 package standin
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,9 +18,10 @@ import (
 func TestStandInKeystoreFormat(t *testing.T) {
 	need(t, "dpkg-deb", "python3")
 	for _, tc := range []struct {
-		version string
-		format  int
-	}{{"6.8.23", 3}, {"7.17.25", 4}, {"8.15.3", 6}} {
+		version  string
+		format   int
+		multiAdd bool // add takes several settings (7.8 and later)
+	}{{"6.8.23", 3, false}, {"7.17.25", 4, true}, {"8.15.3", 6, true}} {
 		t.Run(tc.version, func(t *testing.T) {
 			a, err := Build(t.TempDir(), tc.version)
 			if err != nil {
@@ -37,8 +39,25 @@ func TestStandInKeystoreFormat(t *testing.T) {
 			if out, err := tool("", "add", "--stdin", "discovery.ec2.access_key"); err == nil || !strings.Contains(out, "keystore not found") {
 				t.Errorf("add without --force on a missing keystore: %v %q, want a refusal", err, out)
 			}
-			if out, err := tool("AKIDSTANDIN\nstand-in-secret\n", "add", "-x", "-f", "discovery.ec2.access_key", "discovery.ec2.secret_key"); err != nil {
+			// From 7.8 add takes several settings, before one
+			// (AddStringKeyStoreCommand).
+			out, err := tool("AKIDSTANDIN\nstand-in-secret\n", "add", "-x", "-f", "discovery.ec2.access_key", "discovery.ec2.secret_key")
+			if tc.multiAdd && err != nil {
 				t.Fatalf("add: %v\n%s", err, out)
+			}
+			if !tc.multiAdd {
+				var ee *exec.ExitError
+				if !errors.As(err, &ee) || ee.ExitCode() != 64 || !strings.Contains(out, "Found multiple arguments") {
+					t.Fatalf("%s: add of two settings: %v %q, want exit 64 and joptsimple's refusal", tc.version, err, out)
+				}
+				if _, err := os.Stat(filepath.Join(conf, "elasticsearch.keystore")); err == nil {
+					t.Error("the refused add created the keystore")
+				}
+				for name, value := range map[string]string{"discovery.ec2.access_key": "AKIDSTANDIN", "discovery.ec2.secret_key": "stand-in-secret"} {
+					if out, err := tool(value+"\n", "add", "-x", "-f", name); err != nil {
+						t.Fatalf("add %s: %v\n%s", name, err, out)
+					}
+				}
 			}
 			if out, err := tool("x\n", "add", "-x", "discovery.ec2.access_key"); err == nil || !strings.Contains(out, "already exists") {
 				t.Errorf("add over an existing setting without --force: %v %q", err, out)
