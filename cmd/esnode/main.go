@@ -190,10 +190,16 @@ func runBoot(ctx context.Context, args []string, out io.Writer) error {
 		verb = "would change"
 	}
 	took := time.Since(start).Round(time.Millisecond)
+	// Since the process started, its own start-up included: how much was
+	// CPU and how much waiting for one.
+	sched := ""
+	if cpu, wait, ok := boot.CPUWait(); ok {
+		sched = fmt.Sprintf("; process cpu %s, waited for a cpu %s", cpu.Round(100*time.Microsecond), wait.Round(100*time.Microsecond))
+	}
 	if len(res.Changed) == 0 {
-		fmt.Fprintf(out, "esnode boot: nothing to change (%s: %s)\n", took, boot.FormatStages(res.Stages))
+		fmt.Fprintf(out, "esnode boot: nothing to change (%s: %s)%s\n", took, boot.FormatStages(res.Stages), sched)
 	} else {
-		fmt.Fprintf(out, "esnode boot: %s %d file(s) in %s (%s)\n", verb, len(res.Changed), took, boot.FormatStages(res.Stages))
+		fmt.Fprintf(out, "esnode boot: %s %d file(s) in %s (%s)%s\n", verb, len(res.Changed), took, boot.FormatStages(res.Stages), sched)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package boot
 import (
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -102,4 +103,31 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// CPUWait reads how long this process's threads have run on a CPU and how
+// long they were runnable but waited for one, since they started
+// (/proc/self/task/*/schedstat: run and run-queue nanoseconds). The wait is
+// the share of a boot's wall time that other work on the machine took (at
+// first boot, the units systemd starts at the same moment). ok is false
+// where the kernel does not keep these counts.
+func CPUWait() (cpu, wait time.Duration, ok bool) {
+	tasks, err := filepath.Glob("/proc/self/task/*/schedstat")
+	if err != nil || len(tasks) == 0 {
+		return 0, 0, false
+	}
+	for _, p := range tasks {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // a thread that ended
+		}
+		var run, queued int64
+		if _, err := fmt.Sscan(string(b), &run, &queued); err != nil {
+			return 0, 0, false
+		}
+		cpu += time.Duration(run)
+		wait += time.Duration(queued)
+		ok = true
+	}
+	return cpu, wait, ok
 }
