@@ -96,12 +96,14 @@
 // includes.
 //
 // CloudWatch agent (when enabled): its JSON config ships the cluster's
-// logs to the spec's log group, stream named by instance id, then
-// `amazon-cloudwatch-agent-ctl -a fetch-config` runs when it changed, and a
-// non-blocking `systemctl --no-block restart amazon-cloudwatch-agent` (not
-// the ctl script's -s: its blocking restart would deadlock against the
-// agent unit, which is ordered after esnode-boot) unless systemd starts the
-// agent after this boot anyway (agentStartsAfterBoot: the first boot).
+// logs to the spec's log group, stream named by instance id. When systemd
+// starts the agent after this boot anyway (agentStartsAfterBoot: the first
+// boot), the agent's own start translates it, so nothing runs. Otherwise,
+// when it changed, `amazon-cloudwatch-agent-ctl -a fetch-config` checks and
+// installs it and a non-blocking `systemctl --no-block restart
+// amazon-cloudwatch-agent` follows (not the ctl script's -s: its blocking
+// restart would deadlock against the agent unit, which is ordered after
+// esnode-boot).
 //
 // Discovery keys: only when userdata names both SSM parameters, their
 // decrypted values are added to the Elasticsearch keystore through the
