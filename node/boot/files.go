@@ -64,9 +64,12 @@ func writeAtomic(path string, data []byte, newMode fs.FileMode, dirGroup bool, d
 
 // writeAllAtomic replaces several files at once: each goes to a temporary
 // file beside it, one filesystem sync makes all their data durable, then
-// each is renamed into place and one more sync makes the renames durable.
-// Two syncs per filesystem in all instead of two per file; nothing is
-// renamed unless every file was staged. done is called after each rename.
+// each is renamed into place. One sync per filesystem instead of two per
+// file; nothing is renamed unless every file was staged. The renames are
+// not synced here: both callers write boot.json next, whose own sync
+// (writeAtomic) makes them durable on its filesystem, the root one where
+// boot's files are; a rename lost in a crash leaves the old file, which
+// the next boot rewrites. done is called after each rename.
 func writeAllAtomic(files []stagedFile, done func(path, label string)) error {
 	var staged []*staging
 	discard := func() {
@@ -98,8 +101,6 @@ func writeAllAtomic(files []stagedFile, done func(path, label string)) error {
 		}
 		done(st.path, files[i].Label)
 	}
-	// Make the renames durable; best effort, as the data already is.
-	_ = syncFilesystems(staged, func(st *staging) string { return st.path })
 	return nil
 }
 
