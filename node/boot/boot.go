@@ -500,8 +500,12 @@ func render(e *bootEnv, in *gathered, p *bootPlan) ([]fileChange, error) {
 	switch in.backend {
 	case spec.FirewallIPTables:
 		err = add(IPTablesRules, func(old []byte, _ bool) ([]byte, error) {
-			// The image loads these rules at boot: the firewall's first guess.
+			// The image loads these rules at boot: the firewall's first
+			// guess for IPv4; for IPv6, whether a boot ran since the kernel
+			// started.
 			p.fwRules.JumpPersisted = hasInputJump(old, Chain)
+			procStat, _ := os.ReadFile("/proc/stat")
+			p.fwRules.JumpApplied6 = bootedSinceKernelStart(in.prev, procStat)
 			return MergeIPTablesRules(old, p.rules), nil
 		}, 0o640, false)
 	case spec.FirewallNFTables:

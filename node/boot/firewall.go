@@ -39,8 +39,12 @@ type FirewallRules struct {
 	Rules  []Rule
 	// JumpPersisted says the persisted rules (rules.v4, which the image
 	// loads at boot) already jump from INPUT to Chain, so the kernel most
-	// likely has the jump: SystemFirewall tries that guess first.
+	// likely has the IPv4 jump: SystemFirewall tries that guess first.
 	JumpPersisted bool
+	// JumpApplied6 says an earlier boot ran since the kernel started, so
+	// the IPv6 jump it added is most likely there (no IPv6 rules are
+	// persisted: a reboot starts without it).
+	JumpApplied6 bool
 }
 
 // Firewall applies rules to the running kernel.
@@ -120,7 +124,7 @@ func (f SystemFirewall) Apply(ctx context.Context, r FirewallRules) error {
 		// to the image; see IP6TablesChain.
 		v6err := make(chan error, 1)
 		go func() {
-			if err := f.applyIPTables(ctx, "ip6tables", r.Chain, IP6TablesChain(r.Rules), false, r.JumpPersisted); err != nil {
+			if err := f.applyIPTables(ctx, "ip6tables", r.Chain, IP6TablesChain(r.Rules), false, r.JumpApplied6); err != nil {
 				v6err <- fmt.Errorf("apply IPv6 firewall chain %s (the kernel has IPv6; install ip6tables or disable IPv6): %w", r.Chain, err)
 				return
 			}
@@ -153,7 +157,8 @@ func (f SystemFirewall) Apply(ctx context.Context, r FirewallRules) error {
 //     inserted again as INPUT's first rule.
 //
 // The likely guess goes first (jumpLikely: the persisted rules have the
-// jump), so a boot usually starts one process per family. When neither
+// jump, or for IPv6 an earlier boot since the kernel started added it), so
+// a boot usually starts one process per family. When neither
 // holds (another rule references the chain) `tool -C` decides, as the
 // only way to know, and that restore's failure is the one reported.
 func (f SystemFirewall) applyIPTables(ctx context.Context, tool, chain, chainScript string, policyDrop, jumpLikely bool) error {
@@ -203,6 +208,22 @@ func withNewInputJump(chainScript, chain string, policyDrop bool) string {
 func withMovedInputJump(chainScript, chain string, policyDrop bool) string {
 	s := strings.TrimSuffix(chainScript, "COMMIT\n") + "-D INPUT -j " + chain + "\nCOMMIT\n"
 	return WithInputJump(s, chain, true, policyDrop)
+}
+
+// bootedSinceKernelStart reports whether the previous boot ran after the
+// kernel started (procStat is /proc/stat, whose btime is the kernel's start
+// in Unix seconds); a guess only, wrong when the clock moved.
+func bootedSinceKernelStart(prev *State, procStat []byte) bool {
+	if prev == nil {
+		return false
+	}
+	for _, l := range strings.Split(string(procStat), "\n") {
+		if v, ok := strings.CutPrefix(l, "btime "); ok {
+			btime, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return err == nil && prev.BootedAt.Unix() > btime
+		}
+	}
+	return false
 }
 
 // hasInputJump reports whether iptables-save text jumps from INPUT to chain.

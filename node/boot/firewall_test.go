@@ -257,6 +257,24 @@ func TestSystemFirewallCommands(t *testing.T) {
 	if len(r.cmds) != 1 || !strings.HasSuffix(string(r.cmds[0].Stdin), "-D INPUT -j ESNODE-INPUT\n-I INPUT 1 -j ESNODE-INPUT\nCOMMIT\n") || strings.Contains(string(r.cmds[0].Stdin), "-X") {
 		t.Errorf("jump persisted, no IPv6: ran %v\n%s", r.cmds, r.cmds[0].Stdin)
 	}
+	// Each family has its own guess: after a reboot rules.v4 brought the
+	// IPv4 jump back, while no IPv6 rules are persisted.
+	r = &restoreRunner{}
+	if err := (SystemFirewall{Runner: r, IPv6: withIPv6}).Apply(context.Background(), jumped); err != nil {
+		t.Fatal(err)
+	}
+	fams = r.byFamily()
+	if len(r.cmds) != 2 || !strings.Contains(string(fams["iptables"][0].Stdin), "-D INPUT") || !strings.Contains(string(fams["ip6tables"][0].Stdin), "-X ESNODE-INPUT") {
+		t.Errorf("IPv4 jump persisted, IPv6 not applied since the kernel started: ran %v", r.cmds)
+	}
+	jumped.JumpApplied6 = true
+	r = &restoreRunner{}
+	if err := (SystemFirewall{Runner: r, IPv6: withIPv6}).Apply(context.Background(), jumped); err != nil {
+		t.Fatal(err)
+	}
+	if fams = r.byFamily(); len(r.cmds) != 2 || !strings.Contains(string(fams["ip6tables"][0].Stdin), "-D INPUT") {
+		t.Errorf("IPv6 applied since the kernel started: ran %v", r.cmds)
+	}
 
 	// The guess wrong: the other one follows.
 	r = &restoreRunner{fails: func(c Command) bool { return strings.Contains(string(c.Stdin), "-X ") }}
@@ -361,7 +379,7 @@ func TestSystemFirewallInRealIPTables(t *testing.T) {
 		if step.before != nil {
 			step.before()
 		}
-		rules.JumpPersisted = step.jumpPersisted
+		rules.JumpPersisted, rules.JumpApplied6 = step.jumpPersisted, step.jumpPersisted
 		if err := fw.Apply(ctx, rules); err != nil {
 			t.Fatalf("%s: %v", step.name, err)
 		}
@@ -454,5 +472,26 @@ func TestNFTScriptLoadsInRealNFT(t *testing.T) {
 	}
 	if n := strings.Count(string(out), "table inet esnode"); n != 1 {
 		t.Errorf("%d esnode tables after two loads, want 1:\n%s", n, out)
+	}
+}
+
+// TestBootedSinceKernelStart: the IPv6 guess is "there" only when the last
+// boot ran after the kernel started (by hand, a re-run), not after a reboot
+// or at the first boot.
+func TestBootedSinceKernelStart(t *testing.T) {
+	procStat := []byte("cpu  1 2 3\nbtime 1764800000\nprocesses 9\n")
+	for name, tc := range map[string]struct {
+		prev *State
+		stat []byte
+		want bool
+	}{
+		"first boot":               {nil, procStat, false},
+		"after a reboot":           {&State{BootedAt: time.Unix(1764799000, 0)}, procStat, false},
+		"since the kernel started": {&State{BootedAt: time.Unix(1764800100, 0)}, procStat, true},
+		"no btime":                 {&State{BootedAt: time.Unix(1764800100, 0)}, []byte("cpu 1\n"), false},
+	} {
+		if got := bootedSinceKernelStart(tc.prev, tc.stat); got != tc.want {
+			t.Errorf("%s: %v, want %v", name, got, tc.want)
+		}
 	}
 }
