@@ -20,8 +20,9 @@ import data.esbake.lib
 #     the spec's cluster.initial_master_nodes empty).
 #   stage: [bake, audit]
 deny contains finding if {
+	setting := lib.yml["cluster.initial_master_nodes"] # set, or there are no items
 	lib.auto_scaled
-	masters := lib.items(object.get(lib.yml, "cluster.initial_master_nodes", null))
+	masters := lib.items(setting)
 	count(masters) > 0
 	finding := {
 		"id": rego.metadata.rule().custom.id,
@@ -50,12 +51,12 @@ deny contains finding if {
 #     tag or elasticsearch.yml and restart.
 #   stage: [audit]
 deny contains finding if {
-	tag := lib.tags[lib.tag_key]
+	tag := lib.tag
+	name := object.get(lib.yml, "cluster.name", "elasticsearch")
+	name != tag
 	tag != ""
 	count(lib.yml) > 0
 	not lib.failed("elasticsearch.yml")
-	name := object.get(lib.yml, "cluster.name", "elasticsearch")
-	name != tag
 	finding := {
 		"id": rego.metadata.rule().custom.id,
 		"msg": sprintf("cluster.name is %q but the node's %s tag is %q", [name, lib.tag_key, tag]),

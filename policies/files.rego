@@ -51,9 +51,9 @@ drift_text(d) := "is missing" if {
 #     elasticsearch-ami builder.
 #   stage: [bake, audit]
 deny contains finding if {
+	not lib.manifest.present
 	lib.has_facts
 	not lib.failed("manifest")
-	not lib.manifest.present
 	finding := {
 		"id": rego.metadata.rule().custom.id,
 		"msg": sprintf("no bake manifest at %s: the node was not baked by esnode, so drift cannot be checked", [object.get(lib.manifest, "path", "/etc/esnode/manifest.json")]),

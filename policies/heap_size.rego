@@ -4,23 +4,36 @@ import data.esbake.lib
 
 # heap_sizes are the largest heap each source asks for: the options files
 # (the larger of -Xms and -Xmx: the seed's doubled -Xms sizes the heap too)
-# and the running JVM.
-heap_sizes contains {"source": "jvm options", "bytes": b, "resource": concat(", ", lib.arr(object.get(lib.heap, "files", [])))} if {
+# and the running JVM. What a finding names (heap_resource) is built only
+# for a finding.
+heap_sizes contains {"source": "jvm options", "bytes": b} if {
 	b := max([object.get(lib.heap, "xms_bytes", 0), object.get(lib.heap, "xmx_bytes", 0)])
 	b > 0
 }
 
-heap_sizes contains {"source": "running process", "bytes": b, "resource": sprintf("process:%d", [object.get(lib.process, "pid", 0)])} if {
+heap_sizes contains {"source": "running process", "bytes": b} if {
 	b := max([object.get(lib.process, "xms_bytes", 0), object.get(lib.process, "xmx_bytes", 0)])
 	b > 0
 }
 
+heap_resource("jvm options") := concat(", ", lib.arr(object.get(lib.heap, "files", [])))
+
+heap_resource("running process") := sprintf("process:%d", [object.get(lib.process, "pid", 0)])
+
 # share_percent is the heap share of memory allowed: 50 % (Elastic's advice:
 # the rest is Lucene's file cache), or the spec's heap.percent when the
 # image was baked to use more.
-share_percent := max([50, lib.positive(lib.value(lib.spec, ["heap", "percent"], 0), 50)])
+share_percent := n if {
+	n := lib.spec.heap.percent
+	is_number(n)
+	n > 50
+} else := 50
 
-min_heap_bytes := lib.positive(lib.value(lib.spec, ["heap", "min_mb"], 0), 1024) * lib.mib
+min_heap_bytes := n * lib.mib if {
+	n := lib.spec.heap.min_mb
+	is_number(n)
+	n > 0
+} else := 1024 * lib.mib
 
 # METADATA
 # title: Heap over half of the memory
@@ -48,7 +61,7 @@ deny contains finding if {
 		"msg": sprintf("heap of %s (%s) is %.1f %% of the node's %s of memory; at most %d %% is allowed", [
 			lib.human_bytes(h.bytes), h.source, (h.bytes * 100) / mem, lib.human_bytes(mem), share_percent,
 		]),
-		"resource": h.resource,
+		"resource": heap_resource(h.source),
 		"source": h.source,
 		"heap_bytes": h.bytes,
 		"mem_total_bytes": mem,
@@ -76,7 +89,7 @@ deny contains finding if {
 	finding := {
 		"id": rego.metadata.rule().custom.id,
 		"msg": sprintf("heap of %s (%s) is at or over 32 GiB, where the JVM turns compressed object pointers off", [lib.human_bytes(h.bytes), h.source]),
-		"resource": h.resource,
+		"resource": heap_resource(h.source),
 		"source": h.source,
 		"heap_bytes": h.bytes,
 	}
@@ -99,13 +112,12 @@ deny contains finding if {
 #   stage: [audit]
 deny contains finding if {
 	p := lib.process
-	some kind in ["xms", "xmx"]
-	field := sprintf("%s_bytes", [kind])
-	file_bytes := object.get(lib.heap, field, 0)
-	live_bytes := object.get(p, field, 0)
+	some kind, field in {"xms": "xms_bytes", "xmx": "xmx_bytes"}
+	file_bytes := lib.heap[field]
+	live_bytes := p[field]
+	file_bytes != live_bytes
 	file_bytes > 0
 	live_bytes > 0
-	file_bytes != live_bytes
 	finding := {
 		"id": rego.metadata.rule().custom.id,
 		"msg": sprintf("the running JVM has -%s %s but the options files say %s", [

@@ -21,8 +21,8 @@ import data.esbake.lib
 #     `esnode boot` to rewrite the managed heap file.
 #   stage: [bake, audit]
 deny contains finding if {
-	not lib.failed("elasticsearch.heap")
 	some p in problems
+	not lib.failed("elasticsearch.heap")
 	finding := {
 		"id": rego.metadata.rule().custom.id,
 		"msg": sprintf("heap: %s%s", [p, duplicates_note]),
@@ -34,7 +34,10 @@ deny contains finding if {
 	}
 }
 
-missing := sort([m | some m in lib.arr(object.get(lib.heap, "missing", []))])
+missing := sort(m) if {
+	m := lib.heap.missing
+	is_array(m)
+} else := []
 
 problems contains sprintf("-Xms is %s but -Xmx is not set, so the JVM picks its own maximum", [lib.human_bytes(lib.heap.xms_bytes)]) if {
 	missing == ["xmx"]
@@ -45,11 +48,11 @@ problems contains sprintf("-Xmx is %s but -Xms is not set, so the heap starts sm
 }
 
 problems contains sprintf("-Xms %s differs from -Xmx %s", [lib.human_bytes(xms), lib.human_bytes(xmx)]) if {
-	xms := object.get(lib.heap, "xms_bytes", 0)
-	xmx := object.get(lib.heap, "xmx_bytes", 0)
+	xms := lib.heap.xms_bytes
+	xmx := lib.heap.xmx_bytes
+	xms != xmx
 	xms > 0
 	xmx > 0
-	xms != xmx
 }
 
 problems contains sprintf("neither -Xms nor -Xmx is set, and Elasticsearch %s (before 7.11) does not size the heap itself", [lib.es_version]) if {

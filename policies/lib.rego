@@ -57,44 +57,94 @@ falsy(x) if {
 
 # ---- the parts of the input ----
 
-facts := obj(object.get(input, "facts", {}))
+facts := x if {
+	x := input.facts
+	is_object(x)
+} else := {}
 
-node := obj(object.get(input, "node", {}))
+node := x if {
+	x := input.node
+	is_object(x)
+} else := {}
 
-probes := obj(object.get(input, "probes", {}))
+probes := x if {
+	x := input.probes
+	is_object(x)
+} else := {}
 
-policy := obj(object.get(input, "policy", {}))
+policy := x if {
+	x := input.policy
+	is_object(x)
+} else := {}
 
-es := obj(object.get(facts, "elasticsearch", {}))
+es := x if {
+	x := facts.elasticsearch
+	is_object(x)
+} else := {}
 
-yml := obj(object.get(es, "yml", {}))
+yml := x if {
+	x := es.yml
+	is_object(x)
+} else := {}
 
-heap := obj(object.get(es, "heap", {}))
+heap := x if {
+	x := es.heap
+	is_object(x)
+} else := {}
 
 # process is the running Elasticsearch JVM; undefined when none ran.
 process := p if {
-	p := object.get(es, "process", null)
+	p := es.process
 	is_object(p)
 }
 
-keystore := obj(object.get(es, "keystore", {}))
+keystore := x if {
+	x := es.keystore
+	is_object(x)
+} else := {}
 
-host := obj(object.get(facts, "host", {}))
+keystore_entries := x if {
+	x := keystore.entries
+	is_array(x)
+} else := []
 
-boot := obj(object.get(host, "boot", {}))
+host := x if {
+	x := facts.host
+	is_object(x)
+} else := {}
 
-manifest := obj(object.get(facts, "manifest", {}))
+boot := x if {
+	x := host.boot
+	is_object(x)
+} else := {}
+
+manifest := x if {
+	x := facts.manifest
+	is_object(x)
+} else := {}
 
 # spec is the node spec the image was baked from; {} on legacy nodes.
-spec := obj(object.get(manifest, "spec", {}))
+spec := x if {
+	x := manifest.spec
+	is_object(x)
+} else := {}
 
 has_spec if count(spec) > 0
 
-listeners := arr(object.get(facts, "listeners", []))
+listeners := x if {
+	x := facts.listeners
+	is_array(x)
+} else := []
 
-services := arr(object.get(facts, "services", []))
+services := x if {
+	x := facts.services
+	is_array(x)
+} else := []
 
-paths := arr(object.get(facts, "paths", []))
+paths := x if {
+	x := facts.paths
+	is_array(x)
+} else := []
 
 # service is the present systemd service of that name.
 service(name) := s if {
@@ -110,10 +160,15 @@ has_facts if count(facts) > 0
 # containing it ("elasticsearch" covers "elasticsearch.yml"), so absence in
 # the document means "unknown", not "not there".
 failed(name) if {
-	some e in arr(object.get(facts, "errors", []))
+	some e in errors
 	is_object(e)
 	covers_fact(object.get(e, "fact", ""), name)
 }
+
+errors := x if {
+	x := facts.errors
+	is_array(x)
+} else := []
 
 covers_fact(fact, name) if fact == name
 
@@ -121,23 +176,35 @@ covers_fact(fact, name) if startswith(name, concat("", [fact, "."]))
 
 # ---- policy options (both default to true when absent) ----
 
-expect_instance_profile if value(policy, ["expect_instance_profile"], true) == true
+expect_instance_profile if object.get(policy, "expect_instance_profile", null) in {true, null}
 
-auto_scaled if value(policy, ["auto_scaled"], true) == true
+auto_scaled if object.get(policy, "auto_scaled", null) in {true, null}
 
 # ---- what the spec says (spec defaults for nodes without a manifest) ----
 
-http_port := positive(value(spec, ["elasticsearch", "http_port"], 0), 9200)
+http_port := p if {
+	p := spec.elasticsearch.http_port
+	is_number(p)
+	p > 0
+} else := 9200
 
-transport_port := positive(value(spec, ["elasticsearch", "transport_port"], 0), 9300)
+transport_port := p if {
+	p := spec.elasticsearch.transport_port
+	is_number(p)
+	p > 0
+} else := 9300
 
-hq_port := positive(value(spec, ["elastichq", "port"], 0), 5000)
+hq_port := p if {
+	p := spec.elastichq.port
+	is_number(p)
+	p > 0
+} else := 5000
 
 ssh_port := 22
 
 # hq_enabled: the spec enables ElasticHQ, or, on a legacy node, an
 # elastichq service is installed.
-hq_enabled if value(spec, ["elastichq", "enabled"], false) == true
+hq_enabled if spec.elastichq.enabled == true
 
 hq_enabled if {
 	not has_spec
@@ -165,23 +232,24 @@ protected contains {"port": hq_port, "kind": "hq"}
 default_sources := {"http": ["subnet"], "transport": ["subnet"], "hq": ["subnet"], "ssh": ["vpc"]}
 
 spec_sources(kind) := s if {
-	s := value(spec, ["firewall", sprintf("%s_sources", [kind])], [])
+	s := spec.firewall[sprintf("%s_sources", [kind])]
+	s != null
 	count(s) > 0
 } else := default_sources[kind]
 
 # subnet_cidr and vpc_cidrs come from what esnode boot recorded, else from
 # the discovery (node.subnet_cidr, node.vpc_cidrs); undefined when unknown.
 subnet_cidr := c if {
-	c := value(boot, ["subnet_cidr"], "")
-	c != ""
+	c := boot.subnet_cidr
+	not c in {"", null}
 } else := c if {
-	c := value(node, ["subnet_cidr"], "")
-	c != ""
+	c := node.subnet_cidr
+	not c in {"", null}
 }
 
 boot_vpc_cidrs := {c | some c in arr(object.get(boot, "vpc_cidrs", [])); c != ""} | {c |
-	c := value(boot, ["vpc_cidr"], "")
-	c != ""
+	c := boot.vpc_cidr
+	not c in {"", null}
 }
 
 node_vpc_cidrs := {c | some c in arr(object.get(node, "vpc_cidrs", [])); c != ""}
@@ -230,11 +298,11 @@ within_allowed(kind, src) if {
 # ---- versions ----
 
 es_version := v if {
-	v := value(es, ["version"], "")
-	v != ""
+	v := es.version
+	not v in {"", null}
 } else := v if {
-	v := value(manifest, ["es_version"], "")
-	v != ""
+	v := manifest.es_version
+	not v in {"", null}
 } else := value(spec, ["elasticsearch", "version"], "")
 
 version_match := m[0] if {
@@ -249,8 +317,8 @@ es_minor := to_number(version_match[2])
 # ---- cluster identity ----
 
 tag_key := k if {
-	k := value(spec, ["cluster", "discovery_tag_key"], "")
-	k != ""
+	k := spec.cluster.discovery_tag_key
+	not k in {"", null}
 } else := "es_cluster"
 
 # tags: the discovery's view of the instance wins over what the node
@@ -260,6 +328,13 @@ tags := object.union_n([
 	obj(object.get(host, "tags", {})),
 	obj(object.get(node, "tags", {})),
 ])
+
+# tag is tags[tag_key]; a string in the discovery's tags (the usual case)
+# wins without merging the three.
+tag := t if {
+	t := node.tags[tag_key]
+	is_string(t)
+} else := tags[tag_key]
 
 # ---- sizes ----
 

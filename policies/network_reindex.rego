@@ -21,7 +21,8 @@ import data.esbake.lib
 #   stage: [bake, audit]
 deny contains finding if {
 	some key in ["reindex.remote.whitelist", "reindex.remote.allowlist"]
-	some entry in lib.items(object.get(lib.yml, key, null))
+	setting := lib.yml[key] # only the keys set: a missing one has no items
+	some entry in lib.items(setting)
 	wildcard_host(host_of(entry))
 	finding := {
 		"id": rego.metadata.rule().custom.id,

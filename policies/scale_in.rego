@@ -25,7 +25,8 @@ import data.esbake.lib
 #     (docs/esnode.md, Safe scale-in).
 #   stage: [audit]
 deny contains finding if {
-	asg := lib.obj(object.get(lib.node, "auto_scaling", {}))
+	asg := lib.node.auto_scaling
+	is_object(asg)
 	group := object.get(asg, "group", "")
 	group != ""
 	count(termination_hooks(asg)) == 0
@@ -54,7 +55,8 @@ deny contains finding if {
 #     the node spec below it (at least 10s).
 #   stage: [audit]
 deny contains finding if {
-	asg := lib.obj(object.get(lib.node, "auto_scaling", {}))
+	asg := lib.node.auto_scaling
+	is_object(asg)
 	some h in termination_hooks(asg)
 	timeout := object.get(h, "heartbeat_timeout", 0)
 	timeout < 300

@@ -38,7 +38,7 @@ credentials contains {
 	"setting": e,
 	"location": object.get(lib.keystore, "path", "elasticsearch.keystore"),
 } if {
-	some e in lib.arr(object.get(lib.keystore, "entries", []))
+	some e in lib.keystore_entries
 	e in credential_settings
 }
 
@@ -48,6 +48,5 @@ credentials contains {
 	"setting": k,
 	"location": "elasticsearch.yml",
 } if {
-	some k, _ in lib.yml
-	k in credential_settings
+	some k in (object.keys(lib.yml) & credential_settings)
 }

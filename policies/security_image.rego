@@ -60,7 +60,7 @@ image_secrets contains {
 	"setting": e,
 	"location": object.get(lib.keystore, "path", "elasticsearch.keystore"),
 } if {
-	some e in lib.arr(object.get(lib.keystore, "entries", []))
+	some e in lib.keystore_entries
 	image_secret_entry(e)
 }
 

@@ -256,6 +256,6 @@ deny contains finding if {
 	}
 }
 
-elastic_password_set if "bootstrap.password" in lib.arr(object.get(lib.keystore, "entries", []))
+elastic_password_set if "bootstrap.password" in lib.keystore_entries
 
 elastic_password_set if object.get(boot_security, "elastic_password_set", false) == true

@@ -22,8 +22,8 @@ import data.esbake.lib
 #   stage: [bake, audit]
 deny contains finding if {
 	some p in lib.paths
-	p.exists == true
 	p.world_writable == true
+	p.exists == true
 	finding := {
 		"id": rego.metadata.rule().custom.id,
 		"msg": sprintf("%s is world-writable (mode %s, owner %s)", [p.path, object.get(p, "mode", "?"), object.get(p, "owner", "?")]),
@@ -47,9 +47,9 @@ deny contains finding if {
 #   stage: [bake, audit]
 deny contains finding if {
 	some p in lib.paths
+	p.world_readable == true
 	p.exists == true
 	endswith(p.path, "/elasticsearch.keystore")
-	p.world_readable == true
 	finding := {
 		"id": rego.metadata.rule().custom.id,
 		"msg": sprintf("the keystore %s is readable by every user (mode %s)", [p.path, object.get(p, "mode", "?")]),

@@ -17,8 +17,10 @@ import data.esbake.lib
 #     TLS and users, and give clients credentials or API keys.
 #   stage: [bake, audit]
 deny contains finding if {
+	enabled := object.get(lib.yml, "xpack.security.enabled", true)
+	enabled != true
+	lib.falsy(enabled)
 	lib.es_major >= 8
-	lib.falsy(object.get(lib.yml, "xpack.security.enabled", true))
 	finding := {
 		"id": rego.metadata.rule().custom.id,
 		"msg": sprintf("Elasticsearch %s has xpack.security.enabled: false; the cluster accepts unauthenticated requests", [lib.es_version]),

@@ -2,11 +2,27 @@ package esbake.rules.system
 
 import data.esbake.lib
 
-min_max_map_count := max([262144, lib.positive(lib.value(lib.spec, ["system", "max_map_count"], 0), 262144)])
+# The spec's minimums, never below Elasticsearch's bootstrap checks (a
+# spec field that is missing, not a number or not above the check's
+# minimum leaves the check's). Written as plain refs rather than the
+# lib.value/lib.positive helpers: evaluated on every node, this is cheaper.
+min_max_map_count := n if {
+	n := lib.spec.system.max_map_count
+	is_number(n)
+	n > 262144
+} else := 262144
 
-min_nofile := max([65535, lib.positive(lib.value(lib.spec, ["system", "nofile"], 0), 65535)])
+min_nofile := n if {
+	n := lib.spec.system.nofile
+	is_number(n)
+	n > 65535
+} else := 65535
 
-min_nproc := max([4096, lib.positive(lib.value(lib.spec, ["system", "nproc"], 0), 4096)])
+min_nproc := n if {
+	n := lib.spec.system.nproc
+	is_number(n)
+	n > 4096
+} else := 4096
 
 # METADATA
 # title: vm.max_map_count below the bootstrap check
@@ -37,37 +53,34 @@ deny contains finding if {
 }
 
 map_counts contains {"value": v, "source": "running kernel"} if {
-	v := object.get(lib.obj(object.get(lib.facts, "sysctl", {})), "vm.max_map_count", null)
+	v := lib.facts.sysctl["vm.max_map_count"]
 	is_number(v)
 }
 
 map_counts contains {"value": to_number(s.value), "source": sprintf("set by %s", [s.source])} if {
-	s := object.get(lib.obj(object.get(lib.facts, "sysctl_conf", {})), "vm.max_map_count", null)
+	s := lib.facts.sysctl_conf["vm.max_map_count"]
 	is_object(s)
 	regex.match(`^\s*\d+\s*$`, s.value)
 }
 
-# limit_problems lists the process limits below a minimum: the running
-# JVM's, and the unit's (what the next start gets).
-limit_problems(name, minimum) := {x |
-	some x in process_limit_problems(name, minimum)
-} | {x |
-	some x in unit_limit_problems(name, minimum)
+minimums := {"nofile": min_nofile, "nproc": min_nproc}
+
+# limit_problems lists the process limits below their minimum: the running
+# JVM's, and the unit's (what the next start gets). A soft limit of -1 is
+# unlimited.
+limit_problems contains {"limit": name, "source": "running process", "soft": soft} if {
+	limits := lib.process.limits
+	some name, minimum in minimums
+	soft := limits[name].soft
+	is_number(soft)
+	soft >= 0
+	soft < minimum
 }
 
-process_limit_problems(name, minimum) := {{"source": "running process", "soft": l.soft} |
-	l := lib.obj(object.get(lib.obj(object.get(lib.process, "limits", {})), name, {}))
-	below(l.soft, minimum)
-}
-
-unit_limit_problems(name, minimum) := {{"source": "elasticsearch.service", "soft": l.soft} |
-	s := lib.service("elasticsearch")
-	l := lib.obj(object.get(lib.obj(object.get(s, "limits", {})), name, {}))
-	below(l.soft, minimum)
-}
-
-# below: a soft limit under the minimum; -1 is unlimited.
-below(soft, minimum) if {
+limit_problems contains {"limit": name, "source": "elasticsearch.service", "soft": soft} if {
+	limits := lib.service("elasticsearch").limits
+	some name, minimum in minimums
+	soft := limits[name].soft
 	is_number(soft)
 	soft >= 0
 	soft < minimum
@@ -102,7 +115,8 @@ deny contains finding if {
 }
 
 nofile_problems contains object.union(p, {"msg": msg}) if {
-	some p in limit_problems("nofile", min_nofile)
+	some p in limit_problems
+	p.limit == "nofile"
 	msg := sprintf("open-file limit of the %s is %d; Elasticsearch needs at least %d", [p.source, p.soft, min_nofile])
 }
 
@@ -130,7 +144,8 @@ nofile_problems contains {
 #     `systemctl daemon-reload` and restart.
 #   stage: [bake, audit]
 deny contains finding if {
-	some p in limit_problems("nproc", min_nproc)
+	some p in limit_problems
+	p.limit == "nproc"
 	finding := {
 		"id": rego.metadata.rule().custom.id,
 		"msg": sprintf("process limit of the %s is %d; Elasticsearch needs at least %d", [p.source, p.soft, min_nproc]),
