@@ -58,10 +58,7 @@ root_runs contains {
 
 # root_listeners: root first, since few listeners run as root, and then no
 # port is compared. Two comprehensions, not is_root per listener: cheaper.
-root_listeners := {l | some l in lib.listeners; object.get(l, "uid", -1) == 0} | {l |
-	some l in lib.listeners
-	object.get(l, "user", "") == "root"
-}
+root_listeners := {l | some l in lib.listeners; l.uid == 0} | {l | some l in lib.listeners; l.user == "root"}
 
 service_of := {"http": "elasticsearch", "transport": "elasticsearch", "hq": "elastichq"}
 

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/open-policy-agent/opa/v1/ast"
+
 	"github.com/esbake/packer-plugin-elasticsearch/facts"
 )
 
@@ -496,4 +498,44 @@ func cpuTime() int64 {
 		return 0
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// TestInlinedRuleIDs: the engine puts each check rule's METADATA id where
+// the rule reads rego.metadata.rule().custom.id, and leaves other metadata
+// calls to OPA; two rules in one package keep their own ids.
+func TestInlinedRuleIDs(t *testing.T) {
+	src := `package esbake.rules.meta
+
+# METADATA
+# title: First rule
+# custom:
+#   id: META-001
+#   severity: low
+deny contains {"id": rego.metadata.rule().custom.id, "msg": rego.metadata.rule().title} if input.node.name == "a"
+
+# METADATA
+# title: Second rule
+# custom:
+#   id: META-002
+#   severity: high
+deny contains f if {
+	input.node.name == "a"
+	f := {"id": rego.metadata.rule().custom.id, "msg": "second"}
+}
+`
+	for _, keep := range []bool{false, true} {
+		e := newEngine(t, Options{FS: fstest.MapFS{"meta.rego": {Data: []byte(src)}}, keepMetadataCalls: keep})
+		fs, err := e.Evaluate(context.Background(), Input{Node: NodeInfo{Name: "a"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(fs) != 2 || fs[0].RuleID != "META-002" || fs[0].Message != "second" || fs[1].RuleID != "META-001" || fs[1].Message != "First rule" {
+			t.Errorf("keepMetadataCalls %v: findings %+v", keep, fs)
+		}
+	}
+	if !isMetadataRuleID(ast.MustParseTerm("rego.metadata.rule().custom.id").Value) ||
+		isMetadataRuleID(ast.MustParseTerm("rego.metadata.rule().custom.severity").Value) ||
+		isMetadataRuleID(ast.MustParseTerm("rego.metadata.chain().custom.id").Value) {
+		t.Error("isMetadataRuleID matches the wrong references")
+	}
 }

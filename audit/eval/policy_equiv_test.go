@@ -221,7 +221,8 @@ func toJSONMap(t testing.TB, v any) map[string]any {
 
 // TestReorderedPoliciesEquivalent runs the policies as they were before
 // each speed pass (before P3's reordered conditions; before its fourth
-// pass's cheaper lookups) and as they are now over the fixtures, the
+// pass's cheaper lookups), and as they are now with the engine's inlined
+// rule ids and without, over the fixtures, the
 // firewall corpus, mutatedCorpus, sourcesGrid and lookupsCorpus, with the
 // Go firewall model and without it, and requires the same findings, field
 // for field. Every rule whose Rego changed in a pass must report on some
@@ -246,6 +247,8 @@ func TestReorderedPoliciesEquivalent(t *testing.T) {
 			[]string{"ES-SYS-001", "ES-SYS-002", "ES-SYS-003", "ES-HEAP-001", "ES-HEAP-002", "ES-HEAP-003", "ES-HEAP-004",
 				"ES-NET-006", "ES-CLU-001", "ES-CLU-002", "ES-SEC-001", "ES-SEC-002", "ES-SEC-003", "ES-SEC-004", "ES-SEC-005",
 				"ES-SEC-006", "ES-SEC-013", "ES-ASG-001", "ES-ASG-002", "ES-FILE-002"}},
+		// The engine's inlined rule ids against OPA's own metadata calls.
+		{"now, with rego.metadata.rule() left to OPA", pair(Options{keepMetadataCalls: true}), nil},
 	}
 	now := pair(Options{})
 
