@@ -72,18 +72,18 @@ limit_problems contains {"limit": name, "source": "running process", "soft": sof
 	limits := lib.process.limits
 	some name, minimum in minimums
 	soft := limits[name].soft
+	soft < minimum
 	is_number(soft)
 	soft >= 0
-	soft < minimum
 }
 
 limit_problems contains {"limit": name, "source": "elasticsearch.service", "soft": soft} if {
 	limits := lib.service("elasticsearch").limits
 	some name, minimum in minimums
 	soft := limits[name].soft
+	soft < minimum
 	is_number(soft)
 	soft >= 0
-	soft < minimum
 }
 
 # METADATA
