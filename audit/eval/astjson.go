@@ -29,6 +29,7 @@ func parseInput(data []byte) (ast.Value, error) {
 		return ast.ValueFromReader(bytes.NewReader(data))
 	}
 	shareStrings(p.strs)
+	shareSubtrees(p.subtrees)
 	return t.Value, nil
 }
 
@@ -84,6 +85,9 @@ type jsonParser struct {
 	// sharedStrings (terms are immutable once built, as OPA's own interned
 	// terms are).
 	strs map[string]*ast.Term
+	// subtrees shares one term per distinct small object or array not in
+	// sharedSubtrees.
+	subtrees map[string]*ast.Term
 	// members and elems are stacks the objects and arrays being read push
 	// onto, so reading one allocates only the value itself.
 	members [][2]*ast.Term
@@ -110,7 +114,30 @@ func (p *jsonParser) value(depth int) (*ast.Term, error) {
 		return nil, errJSONFallback
 	}
 	switch c := p.data[p.pos]; {
-	case c == '{':
+	case (c == '{' || c == '[') && depth > 0:
+		// Inside the document (the top level is never shared: the engine
+		// adds input.derived to it).
+		return p.smallComposite(depth)
+	case c == '{' || c == '[':
+		return p.composite(depth)
+	case c == '"':
+		return p.strTerm(false)
+	case c == 't':
+		return p.literal("true", ast.InternedTerm(true))
+	case c == 'f':
+		return p.literal("false", ast.InternedTerm(false))
+	case c == 'n':
+		return p.literal("null", ast.InternedNullTerm)
+	case c == '-' || c >= '0' && c <= '9':
+		return p.number()
+	}
+	return nil, errJSONFallback
+}
+
+// composite reads the object or array at p.pos.
+func (p *jsonParser) composite(depth int) (*ast.Term, error) {
+	switch p.data[p.pos] {
+	case '{':
 		p.pos++
 		p.space()
 		if p.pos < len(p.data) && p.data[p.pos] == '}' {
@@ -152,7 +179,7 @@ func (p *jsonParser) value(depth int) (*ast.Term, error) {
 			}
 			return ast.NewTerm(ast.NewObject(members...)), nil
 		}
-	case c == '[':
+	case '[':
 		p.pos++
 		p.space()
 		if p.pos < len(p.data) && p.data[p.pos] == ']' {
@@ -176,35 +203,119 @@ func (p *jsonParser) value(depth int) (*ast.Term, error) {
 			p.elems = p.elems[:base]
 			return ast.NewTerm(ast.NewArray(elems...)), nil
 		}
-	case c == '"':
-		return p.strTerm(false)
-	case c == 't':
-		return p.literal("true", ast.InternedTerm(true))
-	case c == 'f':
-		return p.literal("false", ast.InternedTerm(false))
-	case c == 'n':
-		return p.literal("null", ast.InternedNullTerm)
-	case c == '-' || c >= '0' && c <= '9':
-		start := p.pos
-		for p.pos < len(p.data) {
-			switch d := p.data[p.pos]; {
-			case d >= '0' && d <= '9', d == '-', d == '+', d == '.', d == 'e', d == 'E':
-				p.pos++
-				continue
-			}
-			break
-		}
-		lit := p.data[start:p.pos]
-		// Only what encoding/json accepts as a number.
-		if !json.Valid(lit) {
-			return nil, errJSONFallback
-		}
-		if t := ast.InternedIntNumberTermFromString(string(lit)); t != nil {
-			return t, nil
-		}
-		return ast.NumberTerm(json.Number(lit)), nil
 	}
 	return nil, errJSONFallback
+}
+
+// number reads the number at p.pos.
+func (p *jsonParser) number() (*ast.Term, error) {
+	start := p.pos
+	for p.pos < len(p.data) {
+		switch d := p.data[p.pos]; {
+		case d >= '0' && d <= '9', d == '-', d == '+', d == '.', d == 'e', d == 'E':
+			p.pos++
+			continue
+		}
+		break
+	}
+	lit := p.data[start:p.pos]
+	// Only what encoding/json accepts as a number.
+	if !json.Valid(lit) {
+		return nil, errJSONFallback
+	}
+	if t := ast.InternedIntNumberTermFromString(string(lit)); t != nil {
+		return t, nil
+	}
+	return ast.NumberTerm(json.Number(lit)), nil
+}
+
+// maxSharedSubtree is the longest object or array (in bytes of JSON) shared
+// between the places it occurs: empty lists and small objects ({"soft":
+// 65535, "hard": 65535}, a rule's port range, its ctstate list) repeat in
+// every firewall rule and document, and building each anew was most of a
+// parse. Subtrees are immutable once built, as shared strings are.
+const maxSharedSubtree = 64
+
+// sharedSubtrees are the small objects and arrays of the documents parsed
+// so far, by their JSON text, up to maxSharedStrings.
+var sharedSubtrees = struct {
+	sync.RWMutex
+	m map[string]*ast.Term
+}{m: map[string]*ast.Term{}}
+
+// smallComposite reads the object or array at p.pos, reusing the term of
+// an earlier occurrence of the same short JSON text.
+func (p *jsonParser) smallComposite(depth int) (*ast.Term, error) {
+	end := p.smallEnd()
+	if end < 0 {
+		return p.composite(depth)
+	}
+	raw := p.data[p.pos:end]
+	sharedSubtrees.RLock()
+	t := sharedSubtrees.m[string(raw)] // no allocation for the lookup
+	sharedSubtrees.RUnlock()
+	if t == nil {
+		t = p.subtrees[string(raw)]
+	}
+	if t != nil {
+		p.pos = end
+		return t, nil
+	}
+	t, err := p.composite(depth)
+	if err != nil || p.pos != end {
+		return t, err
+	}
+	if p.subtrees == nil {
+		p.subtrees = map[string]*ast.Term{}
+	}
+	p.subtrees[string(raw)] = t
+	return t, nil
+}
+
+// smallEnd is the offset just past the object or array at p.pos when it
+// closes within maxSharedSubtree bytes, else -1. It only matches brackets
+// outside strings; composite validates the JSON.
+func (p *jsonParser) smallEnd() int {
+	depth, inString := 0, false
+	limit := min(len(p.data), p.pos+maxSharedSubtree)
+	for i := p.pos; i < limit; i++ {
+		c := p.data[i]
+		switch {
+		case inString:
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		}
+	}
+	return -1
+}
+
+// shareSubtrees adds a document's new small subtrees to sharedSubtrees
+// while there is room.
+func shareSubtrees(trees map[string]*ast.Term) {
+	if len(trees) == 0 {
+		return
+	}
+	sharedSubtrees.Lock()
+	defer sharedSubtrees.Unlock()
+	for s, t := range trees {
+		if len(sharedSubtrees.m) >= maxSharedStrings {
+			return
+		}
+		sharedSubtrees.m[s] = t
+	}
 }
 
 // hasDuplicateKey reports whether two members share a key (keys from

@@ -44,6 +44,10 @@ func TestParseInputMatchesOPA(t *testing.T) {
 		`{"k":1,"k":2,"k":{"x":[true,false,null]}}`,
 		` { "sp" : [ 1 , { } , [ ] , "" ] } `,
 		`"just a string"`, `42`, `null`,
+		// Small subtrees are shared by their JSON text: brackets and
+		// escaped quotes inside strings must not end them early.
+		`{"a":["]","\"]","{"],"b":{"c":"}","d":["\\"]},"e":["]","\"]","{"],"f":[[],{}],"g":[[],{}]}`,
+		`{"a":[{"x":"]"}],"b":[{"x":"]"}, {"x":"]"}],"c":{"k":[1,2]},"d":{"k":[1,2]}}`,
 		`[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]`,
 	} {
 		docs = append(docs, []byte(s))
@@ -73,7 +77,7 @@ func TestParseInputMatchesOPA(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	for _, bad := range []string{``, `{`, `{"a":}`, `[1,]`, `{"a" 1}`, `1.`, `tru`, `"open`, "\"ctl\x01\"", `NaN`} {
+	for _, bad := range []string{``, `{`, `{"a":}`, `[1,]`, `{"a" 1}`, `1.`, `tru`, `"open`, "\"ctl\x01\"", `NaN`, `{"a":[1,]}`, `{"a":{"b" 1}}`, `{"a":[}`} {
 		if _, err := parseInput([]byte(bad)); err == nil {
 			t.Errorf("%q: parsed, want an error", bad)
 		}
@@ -101,4 +105,30 @@ func BenchmarkParseInput(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestParseInputSharesOnlyInnerTerms: small objects and arrays are shared
+// between documents, never a document's top level, which the engine
+// changes (input.derived).
+func TestParseInputSharesOnlyInnerTerms(t *testing.T) {
+	doc := []byte(`{"x":{"y":[]}}`)
+	a, err := parseInput(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := parseInput(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ao, bo := a.(ast.Object), b.(ast.Object)
+	if ao == bo {
+		t.Fatal("two documents share their top-level object")
+	}
+	if ao.Get(ast.StringTerm("x")) != bo.Get(ast.StringTerm("x")) {
+		t.Error("the small object x is not shared")
+	}
+	ao.Insert(ast.StringTerm("derived"), ast.StringTerm("mine"))
+	if bo.Get(ast.StringTerm("derived")) != nil {
+		t.Error("adding to one document changed the other")
+	}
 }
