@@ -6,6 +6,7 @@
 package eval
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
 
 	"github.com/esbake/packer-plugin-elasticsearch/policies"
 )
@@ -258,16 +260,22 @@ func (e *Engine) Rule(id string) (Rule, bool) {
 // Evaluate checks one node. Findings are sorted by severity (most severe
 // first), then rule id and message.
 func (e *Engine) Evaluate(ctx context.Context, in Input) ([]Finding, error) {
-	b, err := json.Marshal(in)
-	if err != nil {
+	buf := encodeBuffers.Get().(*bytes.Buffer)
+	defer encodeBuffers.Put(buf)
+	buf.Reset()
+	if err := json.NewEncoder(buf).Encode(in); err != nil {
 		return nil, fmt.Errorf("encode policy input: %w", err)
 	}
-	v, err := parseInput(b)
+	// The parsed value keeps none of buf's bytes.
+	v, err := parseInput(buf.Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("convert policy input: %w", err)
 	}
 	return e.evaluate(ctx, v)
 }
+
+// encodeBuffers hold the JSON of an input between encoding and parsing.
+var encodeBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // EvaluateJSON checks a raw input document (the same shape as Input), as
 // `opa eval -i` would; for tools and benchmarks that hold JSON already.
@@ -283,7 +291,12 @@ func (e *Engine) evaluate(ctx context.Context, input ast.Value) ([]Finding, erro
 	if !e.regoFirewall {
 		input = withDerived(input)
 	}
-	rs, err := e.query.Eval(ctx, rego.EvalParsedInput(input))
+	// OPA would start a goroutine per evaluation to watch ctx; a callback
+	// registered on ctx cancels the same way without one.
+	cancel := topdown.NewCancel()
+	stop := context.AfterFunc(ctx, cancel.Cancel)
+	defer stop()
+	rs, err := e.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel))
 	if err != nil {
 		return nil, fmt.Errorf("evaluate policies: %w", err)
 	}

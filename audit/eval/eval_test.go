@@ -539,3 +539,28 @@ deny contains f if {
 		t.Error("isMetadataRuleID matches the wrong references")
 	}
 }
+
+// TestEvaluateStopsWhenCancelled: a context that ends stops a long
+// evaluation with an error (the engine cancels OPA's query from a callback
+// on the context).
+func TestEvaluateStopsWhenCancelled(t *testing.T) {
+	src := `package esbake.rules.slow
+
+# METADATA
+# title: Slow
+# custom:
+#   id: SLOW-001
+#   severity: low
+deny contains {"id": rego.metadata.rule().custom.id} if {
+	some i in numbers.range(1, 4000)
+	some j in numbers.range(1, 4000)
+	i + j < 0
+}
+`
+	e := newEngine(t, Options{FS: fstest.MapFS{"slow.rego": {Data: []byte(src)}}})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := e.Evaluate(ctx, Input{}); err == nil || !strings.Contains(err.Error(), "cancel") {
+		t.Errorf("cancelled context: err = %v; want the query cancelled", err)
+	}
+}
