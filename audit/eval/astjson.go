@@ -232,12 +232,16 @@ func (p *jsonParser) number() (*ast.Term, error) {
 // maxSharedSubtree is the longest object or array (in bytes of JSON) shared
 // between the places it occurs: empty lists and small objects ({"soft":
 // 65535, "hard": 65535}, a rule's port range, its ctstate list) repeat in
-// every firewall rule and document, and building each anew was most of a
-// parse. Subtrees are immutable once built, as shared strings are.
-const maxSharedSubtree = 64
+// every firewall rule and document, and so do whole firewall rules across a
+// fleet's nodes; building each anew was most of a parse. Subtrees are
+// immutable once built, as shared strings are.
+const maxSharedSubtree = 384
+
+// maxSharedSubtrees bounds sharedSubtrees (a few MiB at most).
+const maxSharedSubtrees = 1 << 12
 
 // sharedSubtrees are the small objects and arrays of the documents parsed
-// so far, by their JSON text, up to maxSharedStrings.
+// so far, by their JSON text, up to maxSharedSubtrees.
 var sharedSubtrees = struct {
 	sync.RWMutex
 	m map[string]*ast.Term
@@ -311,7 +315,7 @@ func shareSubtrees(trees map[string]*ast.Term) {
 	sharedSubtrees.Lock()
 	defer sharedSubtrees.Unlock()
 	for s, t := range trees {
-		if len(sharedSubtrees.m) >= maxSharedStrings {
+		if len(sharedSubtrees.m) >= maxSharedSubtrees {
 			return
 		}
 		sharedSubtrees.m[s] = t
