@@ -328,10 +328,7 @@ func TestFirewallModelReplacesDerived(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var doc map[string]any
-	if err := json.Unmarshal(b, &doc); err != nil {
-		t.Fatal(err)
-	}
+	doc := asDoc(t, in)
 	want, err := e.EvaluateJSON(ctx, b)
 	if err != nil {
 		t.Fatal(err)

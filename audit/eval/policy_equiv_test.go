@@ -48,30 +48,10 @@ func mutatedCorpus(t testing.TB, n int) map[string][]byte {
 	pick := func(vs ...any) any { return vs[rng.IntN(len(vs))] }
 	ports := []any{22, 5000, 9200, 9300, 9201, -1, 0, 65535, 80, nil, "9200"}
 	cidrs := []any{"0.0.0.0/0", "::/0", " 0.0.0.0/0", "10.0.1.0/24", "10.0.0.0/16", "192.0.2.7/32", "any", "0.0.0.0", 7}
-	list := func(max int, f func() any) any {
-		if rng.IntN(8) == 0 {
-			return pick(nil, "x", 3)
-		}
-		out := []any{}
-		for range rng.IntN(max + 1) {
-			out = append(out, f())
-		}
-		return out
-	}
+	list := func(max int, f func() any) any { return corpusList(rng, max, f) }
 	out := map[string][]byte{}
 	for i := range n {
-		in := cleanNode()
-		if i%3 == 0 {
-			in = seedNode()
-		}
-		b, err := json.Marshal(in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var doc map[string]any
-		if err := json.Unmarshal(b, &doc); err != nil {
-			t.Fatal(err)
-		}
+		doc := corpusStart(t, i)
 		f := doc["facts"].(map[string]any)
 		node := doc["node"].(map[string]any)
 		for range 1 + rng.IntN(4) {
@@ -146,6 +126,7 @@ func mutatedCorpus(t testing.TB, n int) map[string][]byte {
 				}
 			}
 		}
+		var err error
 		if out[fmt.Sprintf("mutated-%03d", i)], err = json.Marshal(doc); err != nil {
 			t.Fatal(err)
 		}
@@ -306,16 +287,7 @@ func lookupsCorpus(t testing.TB, n int) map[string][]byte {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(14, 4))
 	pick := func(vs ...any) any { return vs[rng.IntN(len(vs))] }
-	list := func(max int, f func() any) any {
-		if rng.IntN(8) == 0 {
-			return pick(nil, "x", 3)
-		}
-		out := []any{}
-		for range rng.IntN(max + 1) {
-			out = append(out, f())
-		}
-		return out
-	}
+	list := func(max int, f func() any) any { return corpusList(rng, max, f) }
 	sizes := []any{0, gib, 2 * gib, 4 * gib, 8 * gib, 31 * gib, 32 * gib, 40 * gib, -1, nil, "4g"}
 	limit := func() any {
 		if rng.IntN(6) == 0 {
@@ -325,18 +297,7 @@ func lookupsCorpus(t testing.TB, n int) map[string][]byte {
 	}
 	out := map[string][]byte{}
 	for i := range n {
-		in := cleanNode()
-		if i%3 == 0 {
-			in = seedNode()
-		}
-		b, err := json.Marshal(in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var doc map[string]any
-		if err := json.Unmarshal(b, &doc); err != nil {
-			t.Fatal(err)
-		}
+		doc := corpusStart(t, i)
 		f := doc["facts"].(map[string]any)
 		node := doc["node"].(map[string]any)
 		es := sub(f, "elasticsearch")
@@ -468,9 +429,48 @@ func lookupsCorpus(t testing.TB, n int) map[string][]byte {
 				}
 			}
 		}
+		var err error
 		if out[fmt.Sprintf("lookups-%03d", i)], err = json.Marshal(doc); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return out
+}
+
+// corpusList is up to max values drawn by f, or now and then a value that is
+// not a list: what the generated corpora put where a fact is a list.
+func corpusList(rng *rand.Rand, max int, f func() any) any {
+	if rng.IntN(8) == 0 {
+		return []any{nil, "x", 3}[rng.IntN(3)]
+	}
+	out := []any{}
+	for range rng.IntN(max + 1) {
+		out = append(out, f())
+	}
+	return out
+}
+
+// corpusStart is generated document i before its mutations, as generic
+// JSON: every third the seed node, the others the clean node.
+func corpusStart(t testing.TB, i int) map[string]any {
+	t.Helper()
+	in := cleanNode()
+	if i%3 == 0 {
+		in = seedNode()
+	}
+	return asDoc(t, in)
+}
+
+// asDoc is in as generic JSON, for tests that change a document freely.
+func asDoc(t testing.TB, in any) map[string]any {
+	t.Helper()
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	return doc
 }
