@@ -259,6 +259,9 @@ type gathered struct {
 	backend         string
 	prev            *State
 	joined          *Joined
+	// bootedThisKernel: an earlier boot ran since the kernel started (the
+	// IPv6 firewall's first guess; nothing persists IPv6 rules).
+	bootedThisKernel bool
 }
 
 // gather reads the baked spec, instance metadata and userdata, the
@@ -315,8 +318,10 @@ func gather(ctx context.Context, e *bootEnv) (*gathered, error) {
 	if err != nil {
 		return nil, err
 	}
+	procStat, _ := os.ReadFile(procStatPath(e.root)) // none: no guess
 	e.clock.lap("gather")
-	return &gathered{node: node, ver: ver, md: md, ud: ud, cluster: cluster, source: source, mem: mem, backend: backend, prev: prev, joined: joined}, nil
+	return &gathered{node: node, ver: ver, md: md, ud: ud, cluster: cluster, source: source, mem: mem, backend: backend, prev: prev, joined: joined,
+		bootedThisKernel: bootedSinceKernelStart(prev, procStat)}, nil
 }
 
 // bootPlan is what this boot will write and run, before any file is read
@@ -504,8 +509,7 @@ func render(e *bootEnv, in *gathered, p *bootPlan) ([]fileChange, error) {
 			// guess for IPv4; for IPv6, whether a boot ran since the kernel
 			// started.
 			p.fwRules.JumpPersisted = hasInputJump(old, Chain)
-			procStat, _ := os.ReadFile("/proc/stat")
-			p.fwRules.JumpApplied6 = bootedSinceKernelStart(in.prev, procStat)
+			p.fwRules.JumpApplied6 = in.bootedThisKernel
 			return MergeIPTablesRules(old, p.rules), nil
 		}, 0o640, false)
 	case spec.FirewallNFTables:

@@ -210,6 +210,9 @@ func withMovedInputJump(chainScript, chain string, policyDrop bool) string {
 	return WithInputJump(s, chain, true, policyDrop)
 }
 
+// procStatPath is /proc/stat under root (its btime line: when the kernel started).
+func procStatPath(root string) string { return filepath.Join(root, "proc", "stat") }
+
 // bootedSinceKernelStart reports whether the previous boot ran after the
 // kernel started (procStat is /proc/stat, whose btime is the kernel's start
 // in Unix seconds); a guess only, wrong when the clock moved.
