@@ -28,43 +28,49 @@ func parseInput(data []byte) (ast.Value, error) {
 	if err != nil {
 		return ast.ValueFromReader(bytes.NewReader(data))
 	}
-	shareStrings(p.strs)
-	shareSubtrees(p.subtrees)
+	sharedStrings.add(p.strs)
+	sharedSubtrees.add(p.subtrees)
 	return t.Value, nil
 }
 
 // sharedStrings holds the key and short-string terms of the documents
-// parsed so far, up to maxSharedStrings, for every later parse: a fleet's
+// parsed so far, up to 16,384 of them, for every later parse: a fleet's
 // documents repeat the same keys and words, and building them and a map of
 // them anew for each document was a third of the parse.
-var sharedStrings = struct {
-	sync.RWMutex
-	m map[string]*ast.Term
-}{m: map[string]*ast.Term{}}
+var sharedStrings = newSharedTerms(1 << 14)
 
-const maxSharedStrings = 1 << 14
+// sharedTerms maps JSON text to the term parsed from it, for every later
+// parse, up to max entries (then it stops growing).
+type sharedTerms struct {
+	mu  sync.RWMutex
+	m   map[string]*ast.Term
+	max int
+}
 
-// sharedString is the shared term of s, if there is one.
-func sharedString(s []byte) *ast.Term {
-	sharedStrings.RLock()
-	t := sharedStrings.m[string(s)] // no allocation for the lookup
-	sharedStrings.RUnlock()
+func newSharedTerms(max int) *sharedTerms {
+	return &sharedTerms{m: map[string]*ast.Term{}, max: max}
+}
+
+// get is the shared term of text, if there is one.
+func (st *sharedTerms) get(text []byte) *ast.Term {
+	st.mu.RLock()
+	t := st.m[string(text)] // no allocation for the lookup
+	st.mu.RUnlock()
 	return t
 }
 
-// shareStrings adds a document's new string terms to sharedStrings while
-// there is room.
-func shareStrings(strs map[string]*ast.Term) {
-	if len(strs) == 0 {
+// add adds a document's new terms while there is room.
+func (st *sharedTerms) add(terms map[string]*ast.Term) {
+	if len(terms) == 0 {
 		return
 	}
-	sharedStrings.Lock()
-	defer sharedStrings.Unlock()
-	for s, t := range strs {
-		if len(sharedStrings.m) >= maxSharedStrings {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for text, t := range terms {
+		if len(st.m) >= st.max {
 			return
 		}
-		sharedStrings.m[s] = t
+		st.m[text] = t
 	}
 }
 
@@ -237,15 +243,9 @@ func (p *jsonParser) number() (*ast.Term, error) {
 // immutable once built, as shared strings are.
 const maxSharedSubtree = 384
 
-// maxSharedSubtrees bounds sharedSubtrees (a few MiB at most).
-const maxSharedSubtrees = 1 << 12
-
 // sharedSubtrees are the small objects and arrays of the documents parsed
-// so far, by their JSON text, up to maxSharedSubtrees.
-var sharedSubtrees = struct {
-	sync.RWMutex
-	m map[string]*ast.Term
-}{m: map[string]*ast.Term{}}
+// so far, by their JSON text (4,096 at most: a few MiB).
+var sharedSubtrees = newSharedTerms(1 << 12)
 
 // smallComposite reads the object or array at p.pos, reusing the term of
 // an earlier occurrence of the same short JSON text.
@@ -255,9 +255,7 @@ func (p *jsonParser) smallComposite(depth int) (*ast.Term, error) {
 		return p.composite(depth)
 	}
 	raw := p.data[p.pos:end]
-	sharedSubtrees.RLock()
-	t := sharedSubtrees.m[string(raw)] // no allocation for the lookup
-	sharedSubtrees.RUnlock()
+	t := sharedSubtrees.get(raw)
 	if t == nil {
 		t = p.subtrees[string(raw)]
 	}
@@ -306,22 +304,6 @@ func (p *jsonParser) smallEnd() int {
 	return -1
 }
 
-// shareSubtrees adds a document's new small subtrees to sharedSubtrees
-// while there is room.
-func shareSubtrees(trees map[string]*ast.Term) {
-	if len(trees) == 0 {
-		return
-	}
-	sharedSubtrees.Lock()
-	defer sharedSubtrees.Unlock()
-	for s, t := range trees {
-		if len(sharedSubtrees.m) >= maxSharedSubtrees {
-			return
-		}
-		sharedSubtrees.m[s] = t
-	}
-}
-
 // hasDuplicateKey reports whether two members share a key (keys from
 // strTerm are shared, so equal keys are mostly the same pointer).
 func hasDuplicateKey(members [][2]*ast.Term) bool {
@@ -365,7 +347,7 @@ func (p *jsonParser) strTerm(key bool) (*ast.Term, error) {
 		if !key && len(plain) > maxSharedString {
 			return ast.StringTerm(string(plain)), nil
 		}
-		if t := sharedString(plain); t != nil {
+		if t := sharedStrings.get(plain); t != nil {
 			return t, nil
 		}
 		// Indexing with string(plain) does not allocate.
@@ -377,7 +359,7 @@ func (p *jsonParser) strTerm(key bool) (*ast.Term, error) {
 		if !key && len(s) > maxSharedString {
 			return ast.StringTerm(s), nil
 		}
-		if t := sharedString([]byte(s)); t != nil {
+		if t := sharedStrings.get([]byte(s)); t != nil {
 			return t, nil
 		}
 		if t, ok := p.strs[s]; ok {
