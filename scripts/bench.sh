@@ -24,7 +24,7 @@ declare -A cmds=(
   [vm]="go test -run '^\$' -bench 'BenchmarkVM(RestoreToSSH|BootToSSH)' -benchtime=2x ./internal/testcloud/vm/"
 )
 declare -A titles=(
-  [P1]="P1: per-boot config (esnode boot) versus a whole install (esnode install) on the same kind of guest"
+  [P1]="P1: per-boot config (esnode boot) versus a whole install (esnode install) on the same kind of guest (esnode-boot.service at first boot, esnode boot's own work in it from its summary line, and each one's ratio to the install)"
   [provision]="Provisioning a whole node: elasticsearch-node through the plugin protocol and SSH on a fresh CIS-like guest"
   [P2]="P2: audit of 1,000 and 10,000 nodes over SSH serving realistic facts (60-rule firewall), 10 % dead, slow or hostile, every report format written (time to the last healthy node, slow-node tail, report writing, wall, process CPU, peak RSS, load)"
   [P2facts]="P2 without SSH: 10,000 and 100,000 nodes from --facts files (the same realistic document), every report format written (evaluation time, report writing, wall, process CPU, peak RSS, load)"
