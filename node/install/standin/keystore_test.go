@@ -47,7 +47,7 @@ func TestStandInKeystoreFormat(t *testing.T) {
 			}
 			if !tc.multiAdd {
 				var ee *exec.ExitError
-				if !errors.As(err, &ee) || ee.ExitCode() != 64 || !strings.Contains(out, "Found multiple arguments") {
+				if !errors.As(err, &ee) || ee.ExitCode() != 64 || !strings.Contains(out, "ERROR: Found multiple arguments for option [arguments], but you asked for only one") {
 					t.Fatalf("%s: add of two settings: %v %q, want exit 64 and joptsimple's refusal", tc.version, err, out)
 				}
 				if _, err := os.Stat(filepath.Join(conf, "elasticsearch.keystore")); err == nil {
