@@ -108,7 +108,7 @@ func mutatedCorpus(t testing.TB, n int) map[string][]byte {
 				yml[pick("network.host", "network.bind_host", "http.host", "transport.bind_host").(string)] =
 					pick("0.0.0.0", "[::]", "_global_", "_global:ipv4_", "_site_", "0.0.0.0, 127.0.0.1", []any{"10.0.1.23", "0"}, 5, nil)
 			case 5:
-				f["firewall"] = toJSONMap(t, randomFirewall(rng, 1+rng.IntN(12)))
+				f["firewall"] = asDoc(t, randomFirewall(rng, 1+rng.IntN(12)))
 			case 6:
 				delete(f, pick("listeners", "firewall", "manifest", "host").(string))
 			case 7:
@@ -187,19 +187,6 @@ func sub(m map[string]any, key string) map[string]any {
 		m[key] = o
 	}
 	return o
-}
-
-func toJSONMap(t testing.TB, v any) map[string]any {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
 }
 
 // TestReorderedPoliciesEquivalent runs the policies as they were before
