@@ -398,6 +398,9 @@ func plan(ctx context.Context, e *bootEnv, in *gathered) (*bootPlan, error) {
 	switch in.backend {
 	case spec.FirewallIPTables:
 		fwRules.Script = IPTablesChain(rules)
+		// Nothing persists IPv6 rules: the first guess about INPUT's jump
+		// is whether a boot ran since the kernel started.
+		fwRules.JumpApplied6 = in.bootedThisKernel
 	case spec.FirewallNFTables:
 		fwRules.Script = NFTScript(rules)
 	default:
@@ -506,10 +509,8 @@ func render(e *bootEnv, in *gathered, p *bootPlan) ([]fileChange, error) {
 	case spec.FirewallIPTables:
 		err = add(IPTablesRules, func(old []byte, _ bool) ([]byte, error) {
 			// The image loads these rules at boot: the firewall's first
-			// guess for IPv4; for IPv6, whether a boot ran since the kernel
-			// started.
+			// guess for IPv4.
 			p.fwRules.JumpPersisted = hasInputJump(old, Chain)
-			p.fwRules.JumpApplied6 = in.bootedThisKernel
 			return MergeIPTablesRules(old, p.rules), nil
 		}, 0o640, false)
 	case spec.FirewallNFTables:
